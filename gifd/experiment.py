@@ -1,0 +1,221 @@
+"""The experiment runner behind the notebooks: one function from parameters to ``results.json``.
+
+Contract (external checks depend on it): ``out_dir/results.json`` holds
+
+* ``rows``: one per (method, image): ``method``, ``image`` (dataset index), ``psnr``, ``ssim``, ``lpips``
+  (``null`` when LPIPS is unavailable), ``label_acc`` (of the image's batch), ``seconds`` (the attack's wall
+  time for the batch divided by its size), plus ``label``, ``mse``, ``logit_mse``, ``score``,
+  ``evaluations``;
+* ``mean``: per method, the means of ``psnr``, ``ssim``, ``lpips``, ``label_acc``, ``seconds`` (and ``n``);
+  ``std``: the standard deviations;
+* ``params``: every parameter of the run; ``versions``: interpreter, packages, git commit;
+  ``timing``: wall-clock seconds of the whole run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .attacks import ATTACKS, make_attack
+from .data import DATASETS, ImageSet, load_images
+from .fl import LocalTraining, ThreatModel, client_update
+from .metrics import evaluate_batch, hungarian_match
+from .models import make_model
+from .provenance import versions, write_json
+
+__all__ = ["ExperimentParams", "Comparison", "run_comparison", "summarise"]
+
+METRICS = ("psnr", "ssim", "lpips", "label_acc", "seconds")
+
+
+@dataclass
+class ExperimentParams:
+    """Parameters of a comparison run (the notebooks' ``parameters`` cell maps onto these)."""
+
+    dataset: str = "samples"
+    data_root: str | None = None
+    indices: list[int] = field(default_factory=lambda: [0])
+    batch_size: int = 1
+    budget: int = 200
+    methods: list[str] = field(default_factory=lambda: ["ig"])
+    seed: int = 123
+    device: str = "cpu"
+    out_dir: str = "build/results"
+    model: str = "resnet18"
+    bn_mode: str = "eval"
+    protocol: str = "fedsgd"
+    local_steps: int = 1
+    local_lr: float = 1e-4
+    local_batch_size: int | None = None
+    restarts: int | None = None
+    label_strategy: str = "auto"
+    image_size: int | None = None
+    split: str = "test"
+    lpips: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, params: dict) -> ExperimentParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r}; known parameters: {sorted(known)}")
+        return cls(**params).validated()
+
+    def validated(self) -> ExperimentParams:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {DATASETS}")
+        self.methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
+        bad = [m for m in self.methods if m not in ATTACKS]
+        if bad:
+            raise ValueError(f"unknown method {bad[0]!r}; choose from {sorted(ATTACKS)}")
+        if not self.methods:
+            raise ValueError("methods is empty")
+        self.indices = [int(i) for i in ([self.indices] if isinstance(self.indices, int) else self.indices)]
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.budget < 2:
+            raise ValueError(f"budget must be >= 2, got {self.budget}")
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+        if self.protocol not in ("fedsgd", "fedavg"):
+            raise ValueError(f"unknown protocol {self.protocol!r}; use 'fedsgd' or 'fedavg'")
+        return self
+
+
+@dataclass
+class Comparison:
+    """What a run produced: the results dictionary, the client images and each method's reconstructions
+    (matched to the ground truth's order)."""
+
+    results: dict
+    data: ImageSet
+    reconstructions: dict[str, torch.Tensor]
+    out_dir: Path
+
+
+def summarise(rows: list[dict], methods: list[str]) -> tuple[dict, dict]:
+    mean, std = {}, {}
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        mean[m], std[m] = {"n": len(mine)}, {}
+        for k in METRICS:
+            vals = [r[k] for r in mine if r.get(k) is not None]
+            vals = [v for v in vals if v == v and v not in (float("inf"), float("-inf"))]
+            mean[m][k] = statistics.fmean(vals) if vals else None
+            std[m][k] = statistics.stdev(vals) if len(vals) > 1 else None
+    return mean, std
+
+
+def result_rows(method: str, indices: list[int], labels: torch.Tensor, scores: list[dict], result) -> list[dict]:
+    """The ``results.json`` rows of one attacked batch (``scores`` from :func:`gifd.metrics.evaluate_batch`)."""
+    return [
+        {
+            "method": method,
+            "image": index,
+            "label": int(labels[i]),
+            "psnr": s["psnr"],
+            "ssim": s["ssim"],
+            "lpips": s["lpips"],
+            "label_acc": s["label_acc"],
+            "seconds": result.seconds / len(indices),
+            "mse": s["mse"],
+            "logit_mse": s["logit_mse"],
+            "score": result.score,
+            "evaluations": result.evaluations,
+        }
+        for i, (index, s) in enumerate(zip(indices, scores))
+    ]
+
+
+def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: dict, start: float, **extra) -> dict:
+    """Summarise ``rows`` and write ``out_dir/results.json`` (the contract above); return the dictionary."""
+    mean, std = summarise(rows, methods)
+    results = {
+        "rows": rows,
+        "mean": mean,
+        "std": std,
+        "params": params,
+        "versions": versions(),
+        "timing": {"total_seconds": time.perf_counter() - start},
+        **extra,
+    }
+    write_json(Path(out_dir) / "results.json", results)
+    return results
+
+
+def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comparison:
+    """Attack every batch of the selected images with every method; write ``out_dir/results.json``."""
+    p = params if isinstance(params, ExperimentParams) else ExperimentParams.from_dict(params)
+    p.validated()
+    start = time.perf_counter()
+    device = torch.device(p.device)
+    data = load_images(p.dataset, p.data_root, p.indices, image_size=p.image_size, split=p.split)
+    task = data.task
+    model = make_model(p.model, task.num_classes, in_channels=task.image_shape[0], seed=p.seed, bn_mode=p.bn_mode)
+    model = model.to(device)
+    if p.lpips and lpips_model is None:
+        from .perceptual import load_lpips
+
+        lpips_model = load_lpips("alex")
+    local = LocalTraining(p.local_steps, p.local_lr, p.local_batch_size) if p.protocol == "fedavg" else None
+    rows: list[dict] = []
+    recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
+    attack_summaries = []
+    for b, (idx, images, labels) in enumerate(data.batches(p.batch_size)):
+        images, labels = images.to(device), labels.to(device)
+        update = client_update(model, task, images, labels, protocol=p.protocol, local=local, threat=ThreatModel())
+        for method in p.methods:
+            overrides = {"budget": p.budget, "seed": p.seed + b, "label_strategy": p.label_strategy,
+                         "progress": p.progress}  # fmt: skip
+            if p.restarts is not None:
+                overrides["restarts"] = p.restarts
+            result = make_attack(method, model, task, **overrides)(update)
+            scores = evaluate_batch(
+                result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),
+                model=model.cpu(), task=task, lpips=lpips_model,
+            )  # fmt: skip
+            model.to(device)
+            recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
+            attack_summaries.append({"batch": b, **result.summary()})
+            rows += result_rows(method, idx, labels, scores, result)
+    out_dir = Path(p.out_dir)
+    results = write_results(out_dir, rows, p.methods, asdict(p), start, attacks=attack_summaries,
+                            lpips_net=None if lpips_model is None else "alex")  # fmt: skip
+    return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir)
+
+
+def provenance(notebook: str, params: dict | ExperimentParams) -> dict:
+    """What a figure records about its origin: the notebook, its parameters and the code version."""
+    from .provenance import git_commit
+
+    p = asdict(params) if isinstance(params, ExperimentParams) else dict(params)
+    return {"notebook": notebook, "parameters": p, "git_commit": git_commit()}
+
+
+def save_comparison(comparison: Comparison, notebook: str, title: str | None = None):
+    """Write ``reconstructions.png`` and ``table.md`` beside ``results.json``; return (figure, table)."""
+    from .plots import reconstruction_grid, results_table, save_figure
+
+    res = comparison.results
+    captions = {}
+    for m in comparison.reconstructions:
+        mine = [r for r in res["rows"] if r["method"] == m]
+        captions[m] = [f"{r['psnr']:.1f} dB" for r in mine]
+    titles = [comparison.data.classes[int(lbl)][:12] for lbl in comparison.data.labels]
+    fig = reconstruction_grid(
+        comparison.data.images, comparison.reconstructions, captions=captions, column_titles=titles, title=title
+    )
+    save_figure(fig, comparison.out_dir / "reconstructions.png", provenance(notebook, res["params"]))
+    table = results_table(res)
+    (comparison.out_dir / "table.md").write_text(
+        f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
+    )
+    return fig, table

@@ -1,0 +1,120 @@
+"""One-command reproduction: run the notebooks headlessly with papermill.
+
+    python -m gifd.reproduce figures                 # every figure on the embedded default (make figures)
+    python -m gifd.reproduce figures --only 01_in_distribution_cifar10 --set data_root=/path/to/cifar
+    python -m gifd.reproduce figures --set budget=4000 --set device=cuda   # paper-scale reruns
+    python -m gifd.reproduce nbval-prepare build/nbval  # parameterised copies that nbval executes
+    python -m gifd.reproduce strip                     # strip notebook outputs (kept diff-friendly)
+
+Runs are listed in ``notebooks/runs.json``; executed notebooks go to ``build/executed/``, results and
+figures to each run's ``out_dir`` (under ``figures/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def load_runs() -> dict:
+    return json.loads((NOTEBOOKS / "runs.json").read_text())
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_figures(only: list[str] | None, overrides: dict, include_data: bool = False) -> None:
+    import papermill as pm
+
+    runs = load_runs()
+    table = dict(runs["figures"])
+    if include_data or only:
+        table.update(runs["data"])
+    names = only or list(runs["figures"])
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"unknown run {unknown[0]!r}; known: {sorted(table)}")
+    executed = ROOT / "build" / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        spec = table[name]
+        params = {**spec["parameters"], **overrides}
+        start = time.perf_counter()
+        print(f"[gifd] {name}: {spec['notebook']} with {json.dumps(params)}", flush=True)
+        pm.execute_notebook(
+            str(NOTEBOOKS / spec["notebook"]), str(executed / f"{name}.ipynb"), parameters=params, cwd=str(ROOT),
+            progress_bar=False,
+        )  # fmt: skip
+        print(f"[gifd] {name}: done in {time.perf_counter() - start:.0f} s -> {params.get('out_dir')}", flush=True)
+
+
+def nbval_prepare(dest: Path) -> None:
+    """Write every notebook with its small test parameters injected (papermill's parameterisation, no run)."""
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    tests = load_runs()["test"]
+    dest.mkdir(parents=True, exist_ok=True)
+    notebooks = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    missing = [n for n in notebooks if n not in tests]
+    if missing:
+        raise SystemExit(f"notebook {missing[0]} has no test parameters in notebooks/runs.json")
+    for name in notebooks:
+        nb = load_notebook_node(str(NOTEBOOKS / name))
+        nb = parameterize_notebook(nb, tests[name])
+        nbformat.write(nb, dest / name)
+    print(f"[gifd] {len(notebooks)} notebooks with test parameters in {dest}")
+
+
+def strip_outputs() -> None:
+    """Remove outputs and execution counts from every notebook (they are kept diff-friendly)."""
+    import nbformat
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            cell.source = "\n".join(line.rstrip() for line in cell.source.splitlines())
+        nbformat.write(nb, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gifd.reproduce", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    fig = sub.add_parser("figures", help="run notebooks with papermill to regenerate figures")
+    fig.add_argument("--only", action="append", help="a run name from notebooks/runs.json (repeatable)")
+    fig.add_argument("--set", action="append", default=[], help="override a parameter: KEY=JSON_VALUE")
+    fig.add_argument("--all", action="store_true", help="also the runs that need a data set")
+    prep = sub.add_parser("nbval-prepare", help="parameterised notebook copies for nbval")
+    prep.add_argument("dest", type=Path)
+    sub.add_parser("strip", help="strip outputs from the notebooks")
+    args = parser.parse_args(argv)
+    if args.cmd == "figures":
+        run_figures(args.only, _parse_sets(args.set), include_data=args.all)
+    elif args.cmd == "strip":
+        strip_outputs()
+    else:
+        nbval_prepare(args.dest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

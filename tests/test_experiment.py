@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from gifd.experiment import run_comparison
+
+CONTRACT_ROW = {"method", "image", "psnr", "ssim", "lpips", "label_acc", "seconds"}
+
+
+def test_results_json_follows_the_contract(tmp_path):
+    out = tmp_path / "run"
+    comp = run_comparison(dict(dataset="samples", indices=[0, 1, 2], batch_size=2, budget=8, methods=["ig", "dlg"],
+                               model="convnet", out_dir=str(out), progress=False, lpips=False))  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["rows"]) == 6
+    for row in res["rows"]:
+        assert CONTRACT_ROW <= set(row)
+    assert {r["image"] for r in res["rows"]} == {0, 1, 2}
+    assert set(res["mean"]) == {"ig", "dlg"}
+    for stats in res["mean"].values():
+        assert {"psnr", "ssim", "lpips", "label_acc", "seconds"} <= set(stats)
+    assert res["params"]["budget"] == 8 and res["params"]["seed"] == 123
+    assert res["versions"]["torch"] and "python" in res["versions"]
+    assert res["timing"]["total_seconds"] > 0
+    assert comp.reconstructions["ig"].shape == (3, 3, 32, 32)
+    mean_psnr = sum(r["psnr"] for r in res["rows"] if r["method"] == "ig") / 3
+    assert res["mean"]["ig"]["psnr"] == pytest.approx(mean_psnr)
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"methods": ["ig", "gifd++"]}, "unknown method 'gifd\\+\\+'"),
+        ({"budgett": 3}, "unknown parameter 'budgett'"),
+        ({"dataset": "cifar10", "data_root": "/nonexistent/cifar"}, "does not exist"),
+        ({"device": "cuda:0"}, "CUDA is not available"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_is_written(tmp_path, bad, message):
+    import torch
+
+    if "device" in bad and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "run"
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_comparison({"out_dir": str(out), "budget": 8, "progress": False, **bad})
+    assert not out.exists()
