@@ -1,0 +1,69 @@
+"""The three ways to install (venv via the Makefile, conda/Binder, Docker) use the same pins; the notebooks
+keep the papermill contract and are stored without outputs."""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT = ("dataset", "data_root", "indices", "batch_size", "budget", "methods", "seed", "device", "out_dir")
+
+
+def _pins(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def test_requirements_are_pinned():
+    for line in _pins(ROOT / "requirements.txt") + _pins(ROOT / "requirements-nodeps.txt"):
+        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][\w.]*", line), line
+
+
+def test_environment_yml_has_exactly_the_requirements():
+    text = (ROOT / "environment.yml").read_text()
+    pip_section = text.split("- pip:")[1]
+    listed = [ln.strip()[2:] for ln in pip_section.splitlines() if ln.strip().startswith("- ")]
+    assert listed == _pins(ROOT / "requirements.txt")
+    assert "python=3.11" in text
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert "pip install --no-deps -r requirements-nodeps.txt" in post
+
+
+def test_dockerfile_and_makefile_install_the_same_files():
+    docker = (ROOT / "Dockerfile").read_text()
+    make = (ROOT / "Makefile").read_text()
+    for text in (docker, make):
+        assert "pip install" in text and "-r requirements.txt" in text
+        assert "--no-deps -r requirements-nodeps.txt" in text
+    assert "FROM python:3.11" in docker
+
+
+def test_readme_commands_are_the_ones_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    assert "make figures" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_stripped_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "run `make strip`"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one papermill 'parameters' cell"
+    names = set(re.findall(r"^(\w+)\s*=", tagged[0].source, flags=re.M))
+    assert set(CONTRACT) <= names, f"missing parameters: {sorted(set(CONTRACT) - names)}"
+
+
+def test_every_notebook_has_test_parameters_and_figure_runs_are_known():
+    runs = json.loads((ROOT / "notebooks" / "runs.json").read_text())
+    assert {p.name for p in NOTEBOOKS} == set(runs["test"])
+    for table in ("figures", "data"):
+        for name, spec in runs[table].items():
+            assert (ROOT / "notebooks" / spec["notebook"]).is_file(), name
+            assert spec["parameters"]["out_dir"].startswith("figures/"), name
