@@ -1,6 +1,34 @@
-"""Staged generators (GAN priors split into stages for GIFD)."""
+"""Staged generators (GAN priors split into stages for GIFD) and their registry."""
+
+from __future__ import annotations
 
 from .base import SequentialStaged, StagedGenerator, State
+from .biggan import BigGANDeep, load_biggan
 from .dcgan import ConditionalDCGAN
 
-__all__ = ["ConditionalDCGAN", "SequentialStaged", "StagedGenerator", "State"]
+GENERATORS: dict[str, type[StagedGenerator]] = {"dcgan": ConditionalDCGAN, "biggan": BigGANDeep}
+try:  # the StyleGAN2 adapter
+    from .stylegan2 import StyleGAN2Generator, load_stylegan2
+
+    GENERATORS["stylegan2"] = StyleGAN2Generator
+except ImportError:  # pragma: no cover
+    pass
+
+
+def make_generator(name: str, **config) -> StagedGenerator:
+    """A generator with random weights by registry name (``dcgan``, ``biggan``, ``stylegan2``)."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose from {sorted(GENERATORS)}")
+    return GENERATORS[name](**config)
+
+
+__all__ = [
+    "GENERATORS",
+    "BigGANDeep",
+    "ConditionalDCGAN",
+    "SequentialStaged",
+    "StagedGenerator",
+    "State",
+    "load_biggan",
+    "make_generator",
+]
