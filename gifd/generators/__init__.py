@@ -5,14 +5,13 @@ from __future__ import annotations
 from .base import SequentialStaged, StagedGenerator, State
 from .biggan import BigGANDeep, load_biggan
 from .dcgan import ConditionalDCGAN
+from .stylegan2 import StyleGAN2Generator, load_stylegan2
 
-GENERATORS: dict[str, type[StagedGenerator]] = {"dcgan": ConditionalDCGAN, "biggan": BigGANDeep}
-try:  # the StyleGAN2 adapter
-    from .stylegan2 import StyleGAN2Generator, load_stylegan2
-
-    GENERATORS["stylegan2"] = StyleGAN2Generator
-except ImportError:  # pragma: no cover
-    pass
+GENERATORS: dict[str, type[StagedGenerator]] = {
+    "dcgan": ConditionalDCGAN,
+    "biggan": BigGANDeep,
+    "stylegan2": StyleGAN2Generator,
+}
 
 
 def make_generator(name: str, **config) -> StagedGenerator:
@@ -29,6 +28,8 @@ __all__ = [
     "SequentialStaged",
     "StagedGenerator",
     "State",
+    "StyleGAN2Generator",
     "load_biggan",
+    "load_stylegan2",
     "make_generator",
 ]

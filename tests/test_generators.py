@@ -1,0 +1,81 @@
+"""One interface suite over every registered staged generator (tiny random-weight configurations)."""
+
+import pytest
+import torch
+
+from gifd.generators import make_generator
+
+TINY = {
+    "dcgan": {},
+    "biggan": {"resolution": 128, "channel_width": 8, "num_classes": 20, "output_size": 32},
+    "stylegan2": {
+        "size": 32,
+        "style_dim": 32,
+        "n_mlp": 2,
+        "channels": dict.fromkeys((4, 8, 16, 32), 16),
+        "output_size": 16,
+        "fit_samples": 2000,
+    },
+}
+
+
+@pytest.fixture(params=sorted(TINY))
+def gen(request):
+    torch.manual_seed(0)
+    g = make_generator(request.param, **TINY[request.param]).eval()
+    with torch.no_grad():  # trained models have non-zero noise strengths and attention gains (inits are zero)
+        for name, p in g.named_parameters():
+            if name.endswith(("noise.weight", "gamma")):
+                p.fill_(0.1)
+    return g
+
+
+def _labels(g, n=2):
+    return torch.arange(n) % max(g.num_classes, 1)
+
+
+def test_shapes_per_stage_and_render_advance_consistency(gen):
+    state = gen.initial_state(_labels(gen), torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        image = gen.render(0, state)
+    assert image.shape == (2, *gen.image_shape)
+    assert torch.isfinite(image).all()
+    for stage in range(gen.num_stages - 1):
+        nxt = gen.advance(stage, state)
+        assert nxt["h"].shape[0] == 2
+        with torch.no_grad():
+            torch.testing.assert_close(gen.render(stage + 1, nxt), gen.render(stage, state), rtol=1e-4, atol=1e-4)
+        state = nxt
+    with pytest.raises(ValueError, match="last"):
+        gen.advance(gen.num_stages - 1, state)
+    with pytest.raises(ValueError, match="stage must be in"):
+        gen.render(gen.num_stages, state)
+
+
+def test_determinism_under_a_seed(gen):
+    a = gen.initial_state(_labels(gen), torch.Generator().manual_seed(5))
+    b = gen.initial_state(_labels(gen), torch.Generator().manual_seed(5))
+    c = gen.initial_state(_labels(gen), torch.Generator().manual_seed(6))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    with torch.no_grad():
+        assert torch.equal(gen.render(0, a), gen.render(0, b))
+        assert not torch.equal(gen.render(0, a), gen.render(0, c))
+
+
+def test_gradients_reach_each_stages_variables(gen):
+    state = gen.initial_state(_labels(gen), torch.Generator().manual_seed(2))
+    for stage in range(gen.num_stages):
+        if stage:
+            state = gen.advance(stage - 1, state)
+        names = gen.variables(stage)
+        leaves = {k: v.detach().clone().requires_grad_(k in names) for k, v in state.items()}
+        (gen.render(stage, leaves) ** 2).sum().backward()
+        for name in names:
+            assert leaves[name].grad is not None and leaves[name].grad.abs().sum() > 0, (stage, name)
+
+
+def test_unknown_generator():
+    with pytest.raises(ValueError, match="unknown generator 'vqgan'"):
+        make_generator("vqgan")
