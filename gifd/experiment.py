@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .attacks import ATTACKS, make_attack
+from .attacks import ATTACKS, GENERATIVE, make_attack
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
 from .metrics import evaluate_batch, hungarian_match
@@ -58,6 +58,7 @@ class ExperimentParams:
     split: str = "test"
     lpips: bool = True
     progress: bool = True
+    generator: str = "bundled"
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
@@ -166,6 +167,11 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
 
         lpips_model = load_lpips("alex")
     local = LocalTraining(p.local_steps, p.local_lr, p.local_batch_size) if p.protocol == "fedavg" else None
+    generator = None
+    if any(m in GENERATIVE for m in p.methods):
+        from .generators import load_generator
+
+        generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows: list[dict] = []
     recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
     attack_summaries = []
@@ -177,6 +183,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                          "progress": p.progress}  # fmt: skip
             if p.restarts is not None:
                 overrides["restarts"] = p.restarts
+            if method in GENERATIVE:
+                overrides["generator"] = generator
             result = make_attack(method, model, task, **overrides)(update)
             scores = evaluate_batch(
                 result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),

@@ -80,3 +80,27 @@ def results_table(results: dict) -> str:
         cells = [_fmt(stats.get(k), std.get(k), d) for k, _, d in cols]
         lines.append(f"| {method} | {stats.get('n', '')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def image_grid(rows: list[torch.Tensor], row_titles: list[str] | None = None, title: str | None = None,
+               col_titles: list[str] | None = None):  # fmt: skip
+    """A grid of ``[0, 1]`` images: one row per tensor ``(N, C, H, W)``."""
+    import matplotlib.pyplot as plt
+
+    n = max(r.shape[0] for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1, 1.15 * len(rows) + 0.4), squeeze=False)
+    for i, imgs in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            if j < imgs.shape[0]:
+                _show(ax, imgs[j])
+            else:
+                ax.axis("off")
+            if i == 0 and col_titles:
+                ax.set_title(col_titles[j], fontsize=7)
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

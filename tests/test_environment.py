@@ -57,7 +57,9 @@ def test_notebooks_are_stripped_and_parameterised(path):
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one papermill 'parameters' cell"
     names = set(re.findall(r"^(\w+)\s*=", tagged[0].source, flags=re.M))
-    assert set(CONTRACT) <= names, f"missing parameters: {sorted(set(CONTRACT) - names)}"
+    # experiment notebooks (numbered) follow the full contract; the others at least name data, seed and output
+    needed = CONTRACT if path.name[0].isdigit() else ("dataset", "data_root", "indices", "seed", "device", "out_dir")
+    assert set(needed) <= names, f"missing parameters: {sorted(set(needed) - names)}"
 
 
 def test_every_notebook_has_test_parameters_and_figure_runs_are_known():

@@ -20,7 +20,7 @@ from ..fl import FLTask, SharedUpdate
 from ..labels import infer_labels
 from ..matching import UpdateSimulator, gradient_distance
 
-__all__ = ["AttackConfig", "AttackResult", "Attack", "progress"]
+__all__ = ["AttackConfig", "AttackResult", "Attack", "GenerativeAttack", "progress"]
 
 
 def progress(total: int, desc: str, enabled: bool = True):
@@ -121,6 +121,33 @@ class Attack:
         with torch.no_grad():  # torch.func.grad still differentiates the victim's loss inside
             return dist(sim(x, y), target)
 
+    def box(self, x: torch.Tensor) -> torch.Tensor:
+        """Clamp candidates (in the victim's input space) to the valid image box."""
+        lo, hi = self.task.box(x.reshape(-1, *x.shape[-3:])[0])
+        return torch.max(torch.min(x, hi), lo)
+
+    def finish(self, sim, x, y, target, labels, distance: str, trace, **extras) -> AttackResult:
+        """Clamp each chain's final candidate ``x`` ``(R, B, C, H, W)`` to the box, score it by the gradient
+        distance alone, and return the best chain as the result (``trace``: per-step ``(R,)`` objectives or
+        a list of floats)."""
+        with torch.no_grad():
+            x = self.box(x.detach())
+        scores = torch.nan_to_num(self.score(sim, x, y, target, distance), nan=float("inf"))
+        best = int(scores.argmin())
+        best_labels = y[best] if y.dim() == 2 else labels
+        return AttackResult(
+            method=self.name,
+            images=self.task.denormalize(x[best]).clamp(0, 1),
+            labels=best_labels.clone(),
+            score=float(scores[best]),
+            restart_scores=scores.tolist(),
+            best_restart=best,
+            evaluations=sim.evaluations,
+            seconds=0.0,
+            trace=[float(t[best]) if torch.is_tensor(t) else float(t) for t in trace],
+            extras=extras,
+        )
+
     def __call__(self, update: SharedUpdate, labels: torch.Tensor | None = None) -> AttackResult:
         """Reconstruct the client's batch from ``update`` (the only client data the attack sees)."""
         update.validate(self.model)
@@ -139,3 +166,18 @@ class Attack:
 
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:  # pragma: no cover
         raise NotImplementedError
+
+
+class GenerativeAttack(Attack):
+    """An attack with a GAN prior: ``Attack(model, task, generator=G, **config)``. The config's
+    ``gen_labels`` maps inferred FL labels to the generator's conditioning (``None``: the same indices)."""
+
+    def __init__(self, model: nn.Module, task: FLTask, config: AttackConfig | None = None, *, generator,
+                 **overrides) -> None:  # fmt: skip
+        super().__init__(model, task, config, **overrides)
+        self.G = generator.eval().requires_grad_(False)
+        gradient_distance(self.config.distance)
+
+    def gan_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        fn = self.config.gen_labels
+        return labels if fn is None else fn(labels).to(labels.device)

@@ -77,20 +77,8 @@ class DLG(Attack):
                 finals.append(x.detach())
                 label_out.append(logits.detach().argmax(-1)[0] if cfg.joint_labels else labels.clone())
                 traces.append(trace)
-        x_all = torch.cat(finals)
+        x_all = torch.nan_to_num(torch.cat(finals))
         y_all = torch.stack(label_out)
-        lo, hi = self.task.box(x_all[0, 0])
-        x_all = torch.max(torch.min(torch.nan_to_num(x_all), hi), lo)
-        scores = torch.nan_to_num(self.score(sim, x_all, y_all, target, "l2"), nan=float("inf"))
-        best = int(scores.argmin())
-        return AttackResult(
-            method=self.name,
-            images=self.task.denormalize(x_all[best]).clamp(0, 1),
-            labels=y_all[best],
-            score=float(scores[best]),
-            restart_scores=scores.tolist(),
-            best_restart=best,
-            evaluations=sim.evaluations,
-            seconds=0.0,
-            trace=traces[best],
-        )
+        result = self.finish(sim, x_all, y_all, target, labels, "l2", [])
+        result.trace = traces[result.best_restart]
+        return result

@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from ..fl import SharedUpdate
-from ..generators.base import StagedGenerator
 from ..matching import UpdateSimulator, gradient_distance
-from .base import Attack, AttackConfig, AttackResult, progress
+from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, to_victim
 
 __all__ = ["GGL", "GGLConfig"]
@@ -43,7 +42,7 @@ def _kld(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + var.log() - mu.pow(2) - var)
 
 
-class GGL(Attack):
+class GGL(GenerativeAttack):
     r"""GGL — "Auditing Privacy Defenses in Federated Learning via Generative Gradient Leakage", CVPR 2022.
 
     Example::
@@ -53,11 +52,6 @@ class GGL(Attack):
 
     name = "ggl"
     Config = GGLConfig
-
-    def __init__(self, model, task, config: GGLConfig | None = None, *, generator: StagedGenerator, **overrides):
-        super().__init__(model, task, config, **overrides)
-        self.G = generator.eval().requires_grad_(False)
-        gradient_distance(self.config.distance)
 
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:
         import cma
@@ -69,8 +63,7 @@ class GGL(Attack):
         target = list(update.tensors)
         dist = gradient_distance(cfg.distance)
         dev = labels.device
-        gen_labels = (labels if cfg.gen_labels is None else cfg.gen_labels(labels)).to(dev)
-        start = chain_states(G, gen_labels, R, cfg.seed)
+        start = chain_states(G, self.gan_labels(labels), R, cfg.seed)
         zshape = start["z"].shape[1:]
         per_restart = cfg.budget // R - 1
         opts = {"seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": B * int(np.prod(zshape)) > 1000}
@@ -120,19 +113,7 @@ class GGL(Attack):
         state["z"] = torch.tanh(z) if squash else z
         with torch.no_grad():
             x = to_victim(G.render(0, state), self.task, R)
-            lo, hi = self.task.box(x[0, 0])
-            x = torch.max(torch.min(x, hi), lo)
-        scores = torch.nan_to_num(self.score(sim, x, labels.expand(R, B), target, cfg.distance), nan=float("inf"))
-        best = int(scores.argmin())
-        return AttackResult(
-            method=self.name,
-            images=self.task.denormalize(x[best]).clamp(0, 1),
-            labels=labels.clone(),
-            score=float(scores[best]),
-            restart_scores=scores.tolist(),
-            best_restart=best,
-            evaluations=sim.evaluations,
-            seconds=0.0,
-            trace=trace,
-            extras={"popsize": es[0].popsize, "generations": len(trace)},
-        )
+        result = self.finish(sim, x, labels.expand(R, B), target, labels, cfg.distance, [],
+                             popsize=es[0].popsize, generations=len(trace))  # fmt: skip
+        result.trace = trace
+        return result

@@ -11,7 +11,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..fl import SharedUpdate
 from ..generators.base import StagedGenerator
 from ..matching import UpdateSimulator, gradient_distance, total_variation
-from .base import Attack, AttackConfig, AttackResult, progress
+from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, to_victim
 
 __all__ = ["GIAS", "GIASConfig"]
@@ -53,7 +53,7 @@ def _milestones(steps: int) -> list[int]:
     return [int(f * steps) for f in (3 / 8, 5 / 8, 7 / 8)]
 
 
-class GIAS(Attack):
+class GIAS(GenerativeAttack):
     r"""GIAS — "Gradient Inversion with Generative Image Prior", NeurIPS 2021.
 
     Example::
@@ -65,9 +65,7 @@ class GIAS(Attack):
     Config = GIASConfig
 
     def __init__(self, model, task, config: GIASConfig | None = None, *, generator: StagedGenerator, **overrides):
-        super().__init__(model, task, config, **overrides)
-        self.G = generator.eval().requires_grad_(False)
-        gradient_distance(self.config.distance)
+        super().__init__(model, task, config, generator=generator, **overrides)
         cfg = self.config
         per_chain = cfg.budget // cfg.restarts - 1
         self.latent_steps = max(1, int(per_chain * cfg.latent_share))
@@ -88,9 +86,7 @@ class GIAS(Attack):
         sim = UpdateSimulator(self.model, update)
         target = list(update.tensors)
         y = labels.unsqueeze(0).expand(R, B)
-        dev = labels.device
-        gen_labels = (labels if cfg.gen_labels is None else cfg.gen_labels(labels)).to(dev)
-        state = chain_states(G, gen_labels, R, cfg.seed)
+        state = chain_states(G, self.gan_labels(labels), R, cfg.seed)
         trace: list[torch.Tensor] = []
         with progress(R * (self.latent_steps + self.weight_steps), self.name, cfg.progress) as bar:
             # phase 1: the latent
@@ -129,19 +125,5 @@ class GIAS(Attack):
                 bar.update(R)
         with torch.no_grad():
             x = to_victim(images(None), self.task, R)
-            lo, hi = self.task.box(x[0, 0])
-            x = torch.max(torch.min(x, hi), lo)
-        scores = torch.nan_to_num(self.score(sim, x, y, target, cfg.distance), nan=float("inf"))
-        best = int(scores.argmin())
-        return AttackResult(
-            method=self.name,
-            images=self.task.denormalize(x[best]).clamp(0, 1),
-            labels=labels.clone(),
-            score=float(scores[best]),
-            restart_scores=scores.tolist(),
-            best_restart=best,
-            evaluations=sim.evaluations,
-            seconds=0.0,
-            trace=[float(t[best]) for t in trace],
-            extras={"latent_steps": self.latent_steps, "weight_steps": self.weight_steps, "weight_lr": self.weight_lr},
-        )
+        return self.finish(sim, x, y, target, labels, cfg.distance, trace, latent_steps=self.latent_steps,
+                           weight_steps=self.weight_steps, weight_lr=self.weight_lr)  # fmt: skip

@@ -10,7 +10,7 @@ import torch
 from ..fl import SharedUpdate
 from ..generators.base import StagedGenerator
 from ..matching import UpdateSimulator, gradient_distance, image_l2, total_variation
-from .base import Attack, AttackConfig, AttackResult, progress
+from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, ilo_lr, project_l1_ball, spherical_, stage_norms, to_victim
 
 __all__ = ["GIFD", "GIFDConfig", "GIFD_PRESETS"]
@@ -65,7 +65,7 @@ GIFD_PRESETS: dict[str, dict] = {
 }  # fmt: skip
 
 
-class GIFD(Attack):
+class GIFD(GenerativeAttack):
     r"""GIFD — "A Generative Gradient Inversion Method with Feature Domain Optimization", ICCV 2023.
 
     Stage 0 optimises the generator's latent (spherical renormalisation); stage ``k >= 1`` optimises the
@@ -88,8 +88,7 @@ class GIFD(Attack):
     Config = GIFDConfig
 
     def __init__(self, model, task, config: GIFDConfig | None = None, *, generator: StagedGenerator, **overrides):
-        super().__init__(model, task, config, **overrides)
-        self.G = generator.eval().requires_grad_(False)
+        super().__init__(model, task, config, generator=generator, **overrides)
         preset = GIFD_PRESETS.get(self.config.preset or _preset_name(generator), {})
         cfg = self.config
         self.radii = tuple(cfg.radii if cfg.radii is not None else preset.get("radii", (0.0,)))
@@ -107,10 +106,6 @@ class GIFD(Attack):
 
     def radius(self, stage: int) -> float:
         return float(self.radii[min(stage, len(self.radii) - 1)])
-
-    def gan_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        fn = self.config.gen_labels
-        return labels if fn is None else fn(labels)
 
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:
         cfg: GIFDConfig = self.config
@@ -157,9 +152,7 @@ class GIFD(Attack):
                     bar.update(R)
                 state = {k: v.detach() for k, v in leaves.items()}
                 with torch.no_grad():
-                    x = to_victim(G.render(stage, state), self.task, R)
-                    lo, hi = self.task.box(x[0, 0])
-                    x = torch.max(torch.min(x, hi), lo)
+                    x = self.box(to_victim(G.render(stage, state), self.task, R))
                 scores = torch.nan_to_num(self.score(sim, x, y, target, cfg.distance), nan=float("inf"))
                 r = int(scores.argmin())
                 images = self.task.denormalize(x[r]).clamp(0, 1)

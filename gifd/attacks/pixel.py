@@ -80,20 +80,5 @@ class PixelAttack(Attack):
                         x.data = torch.max(torch.min(x, hi), lo)
                 trace.append(obj.detach())
                 bar.update(1)
-        with torch.no_grad():
-            final = torch.max(torch.min(x.detach(), hi), lo)
-        scores = self.score(sim, final, y, target, cfg.distance)
-        scores = torch.nan_to_num(scores, nan=float("inf"))
-        best = int(scores.argmin())
-        return AttackResult(
-            method=self.name,
-            images=self.task.denormalize(final[best]).clamp(0, 1),
-            labels=labels.clone(),
-            score=float(scores[best]),
-            restart_scores=scores.tolist(),
-            best_restart=best,
-            evaluations=sim.evaluations,
-            seconds=0.0,
-            trace=[float(t[best]) for t in trace],
-            extras={"steps": steps, "initial_objective": [float(v) for v in trace[0]] if trace else []},
-        )
+        return self.finish(sim, x, y, target, labels, cfg.distance, trace, steps=steps,
+                           initial_objective=[float(v) for v in trace[0]] if trace else [])  # fmt: skip
