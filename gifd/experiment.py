@@ -24,6 +24,7 @@ import torch
 from .attacks import ATTACKS, GENERATIVE, make_attack
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
+from .labels import infer_labels
 from .metrics import evaluate_batch, hungarian_match
 from .models import make_model
 from .provenance import versions, write_json
@@ -59,6 +60,11 @@ class ExperimentParams:
     lpips: bool = True
     progress: bool = True
     generator: str = "bundled"
+    label_mapping: str = "identity"
+    mapping_probes: int = 4
+    gifd_radii: list[float] | None = None
+    gifd_last_stage: int | None = None
+    stage_rows: bool = False
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
@@ -86,6 +92,10 @@ class ExperimentParams:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
+        from .label_mapping import MAPPINGS
+
+        if self.label_mapping not in MAPPINGS:
+            raise ValueError(f"unknown label mapping {self.label_mapping!r}; choose from {MAPPINGS}")
         if self.protocol not in ("fedsgd", "fedavg"):
             raise ValueError(f"unknown protocol {self.protocol!r}; use 'fedsgd' or 'fedavg'")
         return self
@@ -136,8 +146,23 @@ def result_rows(method: str, indices: list[int], labels: torch.Tensor, scores: l
     ]
 
 
+def stage_rows(method, idx, labels, images, result, model, task, lpips_model) -> list[dict]:
+    """Rows ``<method>[K=k]``: the best image over stages 0..k by gradient distance (GIFD's choice of K,
+    evaluated post hoc from one run, as the reference's ``Best_first_k_layer``)."""
+    rows, best, best_score = [], None, float("inf")
+    for k, (imgs, scores) in enumerate(zip(result.extras["stage_images"], result.extras["stage_scores"])):
+        if scores < best_score:
+            best, best_score = imgs, scores
+        ev = evaluate_batch(best.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(), model=model.cpu(), task=task,
+                            lpips=lpips_model)  # fmt: skip
+        stage_result = type(result)(**{**result.__dict__, "score": best_score})
+        rows += result_rows(f"{method}[K={k}]", idx, labels, ev, stage_result)
+    return rows
+
+
 def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: dict, start: float, **extra) -> dict:
     """Summarise ``rows`` and write ``out_dir/results.json`` (the contract above); return the dictionary."""
+    methods = list(dict.fromkeys([*methods, *(r["method"] for r in rows)]))
     mean, std = summarise(rows, methods)
     results = {
         "rows": rows,
@@ -178,6 +203,14 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     for b, (idx, images, labels) in enumerate(data.batches(p.batch_size)):
         images, labels = images.to(device), labels.to(device)
         update = client_update(model, task, images, labels, protocol=p.protocol, local=local, threat=ThreatModel())
+        mapping = None
+        if generator is not None and generator.num_classes:
+            from .label_mapping import make_mapping
+
+            inferred = infer_labels(update, task.num_classes, strategy=p.label_strategy)
+            mapping = make_mapping(p.label_mapping, inferred, generator.num_classes, num_fl_classes=task.num_classes,
+                                   seed=p.seed + b, model=model, task=task, update=update, G=generator,
+                                   probes=p.mapping_probes)  # fmt: skip
         for method in p.methods:
             overrides = {"budget": p.budget, "seed": p.seed + b, "label_strategy": p.label_strategy,
                          "progress": p.progress}  # fmt: skip
@@ -185,7 +218,16 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                 overrides["restarts"] = p.restarts
             if method in GENERATIVE:
                 overrides["generator"] = generator
+                if mapping is not None:
+                    overrides["gen_labels"] = mapping
+                    overrides["budget"] = p.budget - mapping.evaluations
+                if method == "gifd":
+                    overrides.update(radii=p.gifd_radii, last_stage=p.gifd_last_stage)
             result = make_attack(method, model, task, **overrides)(update)
+            if mapping is not None and method in GENERATIVE:
+                result.extras["label_mapping"] = {"name": mapping.name, "evaluations": mapping.evaluations,
+                                                  "conditioning": mapping.conditioning.tolist()}  # fmt: skip
+                result.evaluations += mapping.evaluations
             scores = evaluate_batch(
                 result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),
                 model=model.cpu(), task=task, lpips=lpips_model,
@@ -194,6 +236,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
             attack_summaries.append({"batch": b, **result.summary()})
             rows += result_rows(method, idx, labels, scores, result)
+            if p.stage_rows and "stage_images" in result.extras:
+                rows += stage_rows(method, idx, labels, images, result, model, task, lpips_model)
     out_dir = Path(p.out_dir)
     results = write_results(out_dir, rows, p.methods, asdict(p), start, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
@@ -227,3 +271,34 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
         f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
     )
     return fig, table
+
+
+def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=None) -> Comparison:
+    """Run one method under several settings (``variants``: name -> parameter overrides) on the same images
+    and merge them into one ``results.json`` whose methods are the variant names (sub-runs in
+    ``out_dir/<variant>/``)."""
+    if not variants:
+        raise ValueError("variants is empty")
+    base = ExperimentParams.from_dict(params)
+    if len(base.methods) != 1:
+        raise ValueError(f"compare_variants varies one method, got {base.methods}")
+    if lpips_model is None and base.lpips:
+        from .perceptual import load_lpips
+
+        lpips_model = load_lpips("alex")
+    start = time.perf_counter()
+    out_dir = Path(base.out_dir)
+    rows, recon, data, subs = [], {}, None, {}
+    for name, overrides in variants.items():
+        sub = {**asdict(base), **overrides, "out_dir": str(out_dir / name)}
+        comp = run_comparison(sub, lpips_model=lpips_model)
+        data = comp.data
+        subs[name] = overrides
+        method = base.methods[0]
+        for r in comp.results["rows"]:
+            suffix = r["method"][len(method) :]  # keeps "[K=k]" stage rows apart
+            rows.append({**r, "method": name + suffix})
+        for m, imgs in comp.reconstructions.items():
+            recon[name + m[len(method) :]] = imgs
+    results = write_results(out_dir, rows, list(variants), {**asdict(base), "variants": subs}, start)
+    return Comparison(results, data, recon, out_dir)

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from gifd.generators import make_generator
+from gifd.label_mapping import make_mapping
+
+
+def test_simple_mappings():
+    labels = torch.tensor([3, 12, 7])
+    assert make_mapping("identity", labels, 10).conditioning.tolist() == [3, 2, 7]
+    a = make_mapping("random", labels, 10, num_fl_classes=20, seed=1).conditioning
+    b = make_mapping("random", labels, 10, num_fl_classes=20, seed=1).conditioning
+    assert torch.equal(a, b) and a.max() < 10
+    none = make_mapping("none", labels, 10).conditioning
+    assert none.shape == (3, 10) and torch.allclose(none.sum(1), torch.ones(3))
+    with pytest.raises(ValueError, match="unknown label mapping 'wordnet'"):
+        make_mapping("wordnet", labels, 10)
+    with pytest.raises(ValueError, match="made for 3 slots"):
+        make_mapping("identity", labels, 10)(torch.tensor([1]))
+
+
+def test_gradient_search_scores_every_class_and_keeps_the_best(tiny_setup):
+    task, model, _, labels, update = tiny_setup
+    torch.manual_seed(0)
+    G = make_generator("dcgan", num_classes=4).eval()
+    m = make_mapping("search", labels, 4, model=model, task=task, update=update, G=G, probes=3)
+    assert m.evaluations == 2 * 4 * 3
+    assert m.scores.shape == (2, 4) and torch.isfinite(m.scores).all()
+    assert m.conditioning.tolist() == m.scores.argmin(1).tolist()
+    # conditioning passed to a generative attack is used as the GAN classes
+    from gifd.attacks import GIFD
+
+    result = GIFD(model, task, generator=G, budget=120, gen_labels=m, progress=False)(update)
+    assert result.labels.tolist() == labels.tolist()
+
+
+def test_search_counts_against_the_budget_in_the_runner(tmp_path):
+    from gifd.experiment import run_comparison
+
+    comp = run_comparison(dict(dataset="samples", indices=[0], budget=120, methods=["gifd"], model="convnet",
+                               generator="random-dcgan", label_mapping="search", mapping_probes=2,
+                               out_dir=str(tmp_path), progress=False, lpips=False, restarts=2))  # fmt: skip
+    row = comp.results["rows"][0]
+    assert row["evaluations"] <= 120
+    assert comp.results["attacks"][0]["evaluations"] == row["evaluations"]
+
+
+def test_compare_variants_merges_runs(tmp_path):
+    from gifd.experiment import compare_variants
+
+    comp = compare_variants(
+        dict(dataset="samples", indices=[0], budget=64, methods=["gifd"], model="convnet", generator="random-dcgan",
+             out_dir=str(tmp_path), progress=False, lpips=False, restarts=2),
+        {"a": {"label_mapping": "identity"}, "b": {"label_mapping": "none", "stage_rows": True}},
+    )  # fmt: skip
+    methods = {r["method"] for r in comp.results["rows"]}
+    assert {"a", "b", "b[K=0]", "b[K=3]"} <= methods
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "a" / "results.json").is_file()
