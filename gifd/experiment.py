@@ -110,6 +110,7 @@ class Comparison:
     data: ImageSet
     reconstructions: dict[str, torch.Tensor]
     out_dir: Path
+    attack_results: dict[str, list] = field(default_factory=dict)  # method -> AttackResult per batch
 
 
 def summarise(rows: list[dict], methods: list[str]) -> tuple[dict, dict]:
@@ -199,6 +200,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows: list[dict] = []
     recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
+    kept: dict[str, list] = {m: [] for m in p.methods}
     attack_summaries = []
     for b, (idx, images, labels) in enumerate(data.batches(p.batch_size)):
         images, labels = images.to(device), labels.to(device)
@@ -235,13 +237,14 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             model.to(device)
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
             attack_summaries.append({"batch": b, **result.summary()})
+            kept[method].append(result)
             rows += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:
                 rows += stage_rows(method, idx, labels, images, result, model, task, lpips_model)
     out_dir = Path(p.out_dir)
     results = write_results(out_dir, rows, p.methods, asdict(p), start, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
-    return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir)
+    return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
 
 
 def provenance(notebook: str, params: dict | ExperimentParams) -> dict:

@@ -25,9 +25,9 @@ def save_figure(fig, path: str | Path, provenance: dict | None = None) -> Path:
 def _show(ax, img: torch.Tensor) -> None:
     img = img.detach().cpu().clamp(0, 1)
     if img.shape[0] == 1:
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
-        ax.imshow(img.permute(1, 2, 0))
+        ax.imshow(img.permute(1, 2, 0).numpy())
     ax.set_xticks([])
     ax.set_yticks([])
 

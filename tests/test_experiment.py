@@ -46,3 +46,18 @@ def test_bad_parameters_fail_before_anything_is_written(tmp_path, bad, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         run_comparison({"out_dir": str(out), "budget": 8, "progress": False, **bad})
     assert not out.exists()
+
+
+def test_the_explorer_widget_builds_for_every_method(tmp_path):
+    from gifd.widgets import explore
+
+    comp = run_comparison(dict(dataset="samples", indices=[0], budget=40, methods=["ig", "gifd"], model="convnet",
+                               generator="random-dcgan", restarts=2, out_dir=str(tmp_path), progress=False,
+                               lpips=False))  # fmt: skip
+    box = explore(comp)
+    method, _, stage = box.children[0].children
+    method.value = "gifd"
+    assert stage.max == 3 and not stage.disabled
+    stage.value = 2
+    method.value = "ig"
+    assert stage.disabled
