@@ -55,7 +55,9 @@ def gradient_search(model, task: FLTask, update: SharedUpdate, G: StagedGenerato
     if G.num_classes < 2:
         raise ValueError("label mapping needs a class-conditional generator")
     B, C = labels.numel(), G.num_classes
-    sim = UpdateSimulator(model, update)
+    from .defenses import adaptive_transform
+
+    sim = UpdateSimulator(model, update, transform=adaptive_transform(update, model))
     dist = gradient_distance(distance)
     choice = labels.clone() % C
     scores = torch.empty(B, C)

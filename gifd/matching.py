@@ -42,9 +42,11 @@ class UpdateSimulator:
         bn_prior: also return, per chain, the DeepInversion BatchNorm-statistics distance
             ``sum_l ||mu_l - mu*_l||_2 + ||var_l - var*_l||_2`` of the candidate batch, against the client's
             disclosed batch statistics if any, else the model's running statistics.
+        transform: applied to the simulated per-chain update (the adaptive attacker's copy of the client's
+            defense, :func:`gifd.defenses.adaptive_transform`).
     """
 
-    def __init__(self, model: nn.Module, update: SharedUpdate, *, bn_prior: bool = False) -> None:
+    def __init__(self, model: nn.Module, update: SharedUpdate, *, bn_prior: bool = False, transform=None) -> None:
         self.model = model
         self.kind = update.kind
         self.local = update.local
@@ -67,6 +69,7 @@ class UpdateSimulator:
                     else:
                         self._bn_targets[name] = (mod.running_mean.detach(), mod.running_var.detach())
         self.evaluations = 0
+        self.transform = transform
 
     def _single(self, buffers, x, y):
         if self.kind == "gradient":
@@ -109,7 +112,8 @@ class UpdateSimulator:
             raise ValueError(f"candidate data must be (chains, batch, C, H, W), got {tuple(x.shape)}")
         buffers, bdim = self._chain_buffers(x.shape[0])
         self.evaluations += x.shape[0]
-        return list(vmap(self._single, in_dims=(bdim, 0, 0))(buffers, x, y))
+        out = list(vmap(self._single, in_dims=(bdim, 0, 0))(buffers, x, y))
+        return self.transform(out) if self.transform is not None else out
 
     def bn_statistics_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The BatchNorm-statistics prior per chain, ``(R,)`` (requires ``bn_prior=True``)."""

@@ -38,8 +38,9 @@ class AttackConfig:
         budget: total gradient-matching loss evaluations (all restarts, scoring included).
         restarts: independent random initialisations; the best by gradient distance is returned.
         seed: seed of the attack's own random numbers (initialisations).
-        label_strategy: ``auto``, ``idlg``, ``yin`` or ``llg`` when the labels are not disclosed.
+        label_strategy: ``auto``, ``idlg``, ``yin``, ``llg`` or ``bias_counts`` when labels are not disclosed.
         progress: show a progress bar.
+        adaptive: apply the recorded defense's transformation to simulated updates (adaptive attacker).
     """
 
     budget: int = 1000
@@ -47,6 +48,7 @@ class AttackConfig:
     seed: int = 0
     label_strategy: str = "auto"
     progress: bool = True
+    adaptive: bool = True
 
     def validate(self) -> None:
         if self.restarts < 1:
@@ -111,6 +113,13 @@ class Attack:
         if labels is None:
             labels = infer_labels(update, self.task.num_classes, update.num_samples, self.config.label_strategy)
         return labels.long().to(update.tensors[0].device)
+
+    def simulator(self, update: SharedUpdate, **kw) -> UpdateSimulator:
+        """The update simulator, with the adaptive transformation of the update's defense if enabled."""
+        from ..defenses import adaptive_transform
+
+        transform = adaptive_transform(update, self.model) if self.config.adaptive else None
+        return UpdateSimulator(self.model, update, transform=transform, **kw)
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.config.seed))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..fl import SharedUpdate
-from ..matching import UpdateSimulator, l2_distance
+from ..matching import l2_distance
 from .base import Attack, AttackConfig, AttackResult, progress
 
 
@@ -64,7 +64,7 @@ class DLG(Attack):
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:
         cfg: DLGConfig = self.config
         b, c = labels.numel(), self.task.num_classes
-        sim = UpdateSimulator(self.model, update)
+        sim = self.simulator(update)
         target = list(update.tensors)
         gen = self.generator()
         per_restart = cfg.budget // cfg.restarts - 1

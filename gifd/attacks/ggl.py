@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..fl import SharedUpdate
-from ..matching import UpdateSimulator, gradient_distance
+from ..matching import gradient_distance
 from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, to_victim
 
@@ -59,7 +59,7 @@ class GGL(GenerativeAttack):
         cfg: GGLConfig = self.config
         G, R, B = self.G, cfg.restarts, labels.numel()
         squash = cfg.squash if cfg.squash is not None else "biggan" in type(G).__name__.lower()
-        sim = UpdateSimulator(self.model, update)
+        sim = self.simulator(update)
         target = list(update.tensors)
         dist = gradient_distance(cfg.distance)
         dev = labels.device

@@ -10,7 +10,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..fl import SharedUpdate
 from ..generators.base import StagedGenerator
-from ..matching import UpdateSimulator, gradient_distance, total_variation
+from ..matching import gradient_distance, total_variation
 from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, to_victim
 
@@ -83,7 +83,7 @@ class GIAS(GenerativeAttack):
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:
         cfg: GIASConfig = self.config
         G, R, B = self.G, cfg.restarts, labels.numel()
-        sim = UpdateSimulator(self.model, update)
+        sim = self.simulator(update)
         target = list(update.tensors)
         y = labels.unsqueeze(0).expand(R, B)
         state = chain_states(G, self.gan_labels(labels), R, cfg.seed)

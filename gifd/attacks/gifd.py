@@ -9,7 +9,7 @@ import torch
 
 from ..fl import SharedUpdate
 from ..generators.base import StagedGenerator
-from ..matching import UpdateSimulator, gradient_distance, image_l2, total_variation
+from ..matching import gradient_distance, image_l2, total_variation
 from .base import AttackConfig, AttackResult, GenerativeAttack, progress
 from .gan import chain_states, ilo_lr, project_l1_ball, spherical_, stage_norms, to_victim
 
@@ -110,7 +110,7 @@ class GIFD(GenerativeAttack):
     def _run(self, update: SharedUpdate, labels: torch.Tensor) -> AttackResult:
         cfg: GIFDConfig = self.config
         G, R, B = self.G, cfg.restarts, labels.numel()
-        sim = UpdateSimulator(self.model, update)
+        sim = self.simulator(update)
         target = list(update.tensors)
         dist = gradient_distance(cfg.distance)
         y = labels.unsqueeze(0).expand(R, B)

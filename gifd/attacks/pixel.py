@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..fl import SharedUpdate
-from ..matching import UpdateSimulator, gradient_distance, group_consistency, image_l2, total_variation
+from ..matching import gradient_distance, group_consistency, image_l2, total_variation
 from .base import Attack, AttackConfig, AttackResult, progress
 
 
@@ -46,7 +46,7 @@ class PixelAttack(Attack):
         cfg: PixelConfig = self.config
         r, b = cfg.restarts, labels.numel()
         steps = cfg.budget // r - 1  # one evaluation per chain is kept for the final scoring
-        sim = UpdateSimulator(self.model, update, bn_prior=cfg.bn_statistics > 0)
+        sim = self.simulator(update, bn_prior=cfg.bn_statistics > 0)
         target = list(update.tensors)
         dist = gradient_distance(cfg.distance)
         y = labels.unsqueeze(0).expand(r, b)
