@@ -1,0 +1,182 @@
+"""Grids of independent jobs (attacks x defenses x strengths x images x seeds), resumable, in-process or on Ray.
+
+Each finished job appends one JSON record to ``out_dir/records.jsonl`` (flushed and fsynced), keyed by the
+job's parameters. Running the same grid again skips every job that has a record, so a run killed half-way
+loses only the jobs in flight; a half-written last line is ignored. With ``backend="ray"`` every job is a Ray
+task (one GPU each where GPUs exist), retried if its worker dies; ``address`` joins an existing cluster.
+The same seeds give the same records on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job"]
+
+BACKENDS = ("inprocess", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of a grid: an attack on some images under a defense at a strength, with a seed."""
+
+    attack: str
+    defense: str | None
+    strength: float | None
+    images: tuple[int, ...]
+    seed: int
+    context: tuple = field(default=(), compare=False)  # shared settings (sorted items), not part of the key
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.attack, self.defense, self.strength, list(self.images), self.seed])
+
+    def settings(self) -> dict:
+        return dict(self.context)
+
+
+def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, images: list[int], batch_size: int,
+              seeds: Iterable[int] = (0,), **context) -> list[Job]:  # fmt: skip
+    """The cross product; ``defenses`` maps a defense name to its strengths (``"none"`` or ``{}``: undefended).
+    ``context`` holds the settings every job shares (dataset, model, budget, ...)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batches = [tuple(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    cells: list[tuple[str | None, float | None]] = [(None, None)]  # the undefended baseline
+    for name, strengths in (defenses or {}).items():
+        if name != "none":
+            from .defenses import Defense
+
+            cells += [(name, Defense(name, float(s)).strength) for s in strengths]  # validates early
+    ctx = tuple(sorted(context.items(), key=lambda kv: kv[0]))
+    ctx = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in ctx)
+    return [Job(a, d, s, b, seed, ctx) for a in attacks for d, s in cells for b in batches for seed in seeds]
+
+
+def load_records(out_dir: str | Path) -> dict[str, dict]:
+    """Finished records by job key (a truncated last line from a killed run is skipped)."""
+    path = Path(out_dir) / "records.jsonl"
+    records: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[rec["key"]] = rec
+    return records
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _repair(path: Path) -> None:
+    """Drop a half-written last line so that appends start on a fresh line."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def run_grid(jobs: list[Job], job_fn: Callable[[Job], dict], out_dir: str | Path, *, backend: str = "inprocess",
+             address: str | None = None, retries: int = 2, progress: bool = True) -> list[dict]:  # fmt: skip
+    """Run the jobs that have no record yet; return every record of ``jobs`` (in job order)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "records.jsonl"
+    _repair(path)
+    done = load_records(out)
+    todo = [j for j in jobs if j.key not in done]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="grid", disable=not progress)
+    if backend == "inprocess":
+        for job in todo:
+            rec = _record(job, job_fn)
+            _append(path, rec)
+            done[job.key] = rec
+            bar.update(1)
+    else:
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, **({} if address else {"num_cpus": os.cpu_count()}), log_to_driver=False)
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() else 0
+        remote = ray.remote(num_gpus=gpus, max_retries=retries)(_record)
+        pending = {remote.remote(job, job_fn): job for job in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pending.pop(ref)
+                rec = ray.get(ref)
+                _append(path, rec)
+                done[rec["key"]] = rec
+                bar.update(1)
+    bar.close()
+    return [done[j.key] for j in jobs]
+
+
+def _record(job: Job, job_fn: Callable[[Job], dict]) -> dict:
+    start = time.perf_counter()
+    result = job_fn(job)
+    return {"key": job.key, **{k: v for k, v in asdict(job).items() if k != "context"},
+            "images": list(job.images), **result, "job_seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def defense_job(job: Job) -> dict:
+    """The defenses experiment's job: client update on ``job.images``, the defense, the attack, evaluation.
+
+    Settings (``job.context``): ``dataset``, ``data_root``, ``model``, ``budget``, ``restarts``, ``generator``,
+    ``label_strategy``, ``lpips``. Returns the metrics per image (lists) and their means."""
+    import torch
+
+    from .attacks import GENERATIVE, make_attack
+    from .data import load_images
+    from .defenses import Defense, defend
+    from .fl import client_update
+    from .metrics import evaluate_batch
+    from .models import make_model
+
+    s = job.settings()
+    data = load_images(s.get("dataset", "samples"), s.get("data_root"), list(job.images))
+    task = data.task
+    model = make_model(s.get("model", "resnet18"), task.num_classes, in_channels=task.image_shape[0],
+                       seed=s.get("model_seed", 123))  # fmt: skip
+    update = client_update(model, task, data.images, data.labels)
+    if job.defense is not None:
+        update = defend(update, Defense(job.defense, job.strength), model=model, task=task, images01=data.images,
+                        labels=data.labels, seed=job.seed)  # fmt: skip
+    kw = {"budget": s.get("budget", 200), "seed": job.seed, "progress": False,
+          "label_strategy": s.get("label_strategy", "auto")}  # fmt: skip
+    if s.get("restarts"):
+        kw["restarts"] = s["restarts"]
+    if job.attack in GENERATIVE:
+        from .generators import load_generator
+
+        kw["generator"] = load_generator(s.get("generator", "bundled"), num_classes=task.num_classes)
+    torch.manual_seed(job.seed)
+    result = make_attack(job.attack, model, task, **kw)(update)
+    lp = None
+    if s.get("lpips", True):
+        from .perceptual import load_lpips
+
+        lp = load_lpips("alex")
+    rows = evaluate_batch(result.images, result.labels, data.images, data.labels, model=model, task=task, lpips=lp)
+    out = {k: [r[k] for r in rows] for k in ("psnr", "ssim", "lpips", "label_acc")}
+    out.update({f"mean_{k}": (sum(v) / len(v) if None not in v else None) for k, v in out.items()})
+    out.update(score=result.score, evaluations=result.evaluations, seconds=result.seconds)
+    return out
