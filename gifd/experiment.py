@@ -247,6 +247,21 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
 
 
+def defense_results(records: list[dict], params: dict, start: float, out_dir: str | Path) -> dict:
+    """``results.json`` of a defenses grid: one row per (attack, defense, strength, image), whose ``method``
+    is ``attack@defense=strength`` (``attack@none`` undefended), plus ``attack``, ``defense``, ``strength``."""
+    rows = []
+    for rec in records:
+        method = rec["attack"] + ("@none" if rec["defense"] is None else f"@{rec['defense']}={rec['strength']:g}")
+        for i, image in enumerate(rec["images"]):
+            rows.append({"method": method, "image": image, "attack": rec["attack"], "defense": rec["defense"],
+                         "strength": rec["strength"], "seed": rec["seed"], "psnr": rec["psnr"][i],
+                         "ssim": rec["ssim"][i], "lpips": rec["lpips"][i], "label_acc": rec["label_acc"][i],
+                         "seconds": rec["seconds"] / len(rec["images"]), "score": rec["score"]})  # fmt: skip
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    return write_results(Path(out_dir), rows, methods, params, start)
+
+
 def provenance(notebook: str, params: dict | ExperimentParams) -> dict:
     """What a figure records about its origin: the notebook, its parameters and the code version."""
     from .provenance import git_commit
@@ -277,14 +292,13 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
 
 
 def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=None) -> Comparison:
-    """Run one method under several settings (``variants``: name -> parameter overrides) on the same images
-    and merge them into one ``results.json`` whose methods are the variant names (sub-runs in
-    ``out_dir/<variant>/``)."""
+    """Run the methods under several settings (``variants``: name -> parameter overrides) on the same images
+    and merge them into one ``results.json`` whose methods are the variant names (``variant/method`` for
+    several methods; sub-runs in ``out_dir/<variant>/``)."""
     if not variants:
         raise ValueError("variants is empty")
     base = ExperimentParams.from_dict(params)
-    if len(base.methods) != 1:
-        raise ValueError(f"compare_variants varies one method, got {base.methods}")
+    single = len(base.methods) == 1
     if lpips_model is None and base.lpips:
         from .perceptual import load_lpips
 
@@ -297,11 +311,12 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
         comp = run_comparison(sub, lpips_model=lpips_model)
         data = comp.data
         subs[name] = overrides
-        method = base.methods[0]
-        for r in comp.results["rows"]:
-            suffix = r["method"][len(method) :]  # keeps "[K=k]" stage rows apart
-            rows.append({**r, "method": name + suffix})
-        for m, imgs in comp.reconstructions.items():
-            recon[name + m[len(method) :]] = imgs
-    results = write_results(out_dir, rows, list(variants), {**asdict(base), "variants": subs}, start)
+
+        def label(m: str, name: str = name) -> str:  # "variant" for one method (keeps "[K=k]" rows), else v/m
+            return name + m[len(base.methods[0]) :] if single else f"{name}/{m}"
+
+        rows += [{**r, "method": label(r["method"]), "variant": name} for r in comp.results["rows"]]
+        recon.update({label(m): imgs for m, imgs in comp.reconstructions.items()})
+    names = list(variants) if single else [f"{v}/{m}" for v in variants for m in base.methods]
+    results = write_results(out_dir, rows, names, {**asdict(base), "variants": subs}, start)
     return Comparison(results, data, recon, out_dir)

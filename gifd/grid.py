@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job"]
+__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job", "job_images"]
 
 BACKENDS = ("inprocess", "ray")
 
@@ -137,6 +137,21 @@ def _record(job: Job, job_fn: Callable[[Job], dict]) -> dict:
             "images": list(job.images), **result, "job_seconds": time.perf_counter() - start}  # fmt: skip
 
 
+def image_path(image_dir: str | Path, job: Job) -> Path:
+    """Where :func:`defense_job` keeps a job's reconstruction (uint8 tensor) when ``image_dir`` is set."""
+    import hashlib
+
+    return Path(image_dir) / f"{hashlib.sha1(job.key.encode()).hexdigest()[:16]}.pt"
+
+
+def job_images(image_dir: str | Path, job: Job):
+    """A job's reconstruction as ``[0, 1]`` floats (``None`` if it was not kept)."""
+    import torch
+
+    path = image_path(image_dir, job)
+    return torch.load(path, weights_only=True).float() / 255 if path.is_file() else None
+
+
 def defense_job(job: Job) -> dict:
     """The defenses experiment's job: client update on ``job.images``, the defense, the attack, evaluation.
 
@@ -176,6 +191,10 @@ def defense_job(job: Job) -> dict:
 
         lp = load_lpips("alex")
     rows = evaluate_batch(result.images, result.labels, data.images, data.labels, model=model, task=task, lpips=lp)
+    if s.get("image_dir"):
+        path = image_path(s["image_dir"], job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save((result.images.cpu() * 255).round().to(torch.uint8), path)
     out = {k: [r[k] for r in rows] for k in ("psnr", "ssim", "lpips", "label_acc")}
     out.update({f"mean_{k}": (sum(v) / len(v) if None not in v else None) for k, v in out.items()})
     out.update(score=result.score, evaluations=result.evaluations, seconds=result.seconds)

@@ -104,3 +104,34 @@ def image_grid(rows: list[torch.Tensor], row_titles: list[str] | None = None, ti
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def strength_curves(results: dict, metric: str = "psnr"):
+    """One panel per defense: mean ``metric`` against strength, one line per attack (undefended as a dashed
+    level), from a defenses ``results.json``."""
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    defenses = list(dict.fromkeys(r["defense"] for r in rows if r["defense"] is not None))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    fig, axes = plt.subplots(1, max(1, len(defenses)), figsize=(3.2 * max(1, len(defenses)), 2.8), squeeze=False)
+    for ax, d in zip(axes[0], defenses):
+        for a in attacks:
+            pts = sorted({r["strength"] for r in rows if r["defense"] == d and r["attack"] == a})
+            ys = [_mean(rows, a, d, s, metric) for s in pts]
+            line = ax.plot(pts, ys, marker="o", label=a)[0]
+            base = _mean(rows, a, None, None, metric)
+            if base is not None:
+                ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)
+        ax.set_title(d, fontsize=9)
+        ax.set_xlabel("strength", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _mean(rows, attack, defense, strength, metric):
+    vals = [r[metric] for r in rows if r["attack"] == attack and r["defense"] == defense
+            and r["strength"] == strength and r[metric] is not None]  # fmt: skip
+    return sum(vals) / len(vals) if vals else None
