@@ -140,9 +140,6 @@ class SharedUpdate:
                 raise TypeError(f"update entry {name!r} is not a tensor")
             if not torch.isfinite(t).all():
                 raise ValueError(f"update entry {name!r} contains NaN or Inf")
-        if self.kind == "weight_delta" and self.local is None:
-            # allowed (hyper-parameters undisclosed), but the FedAvg attack will need them
-            pass
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], kind: UpdateKind = "gradient", **kw) -> SharedUpdate:

@@ -130,3 +130,27 @@ def test_gan_attacks_need_a_generator_and_valid_settings(gan_setup):
         GIAS(model, task, generator=G, budget=9)
     with pytest.raises(ValueError, match="unknown parameter 'popsze'"):
         GGL(model, task, generator=G, popsze=3)
+
+
+@pytest.mark.parametrize(
+    "name,config",
+    [
+        ("biggan", {"resolution": 128, "channel_width": 8, "num_classes": 5, "output_size": 16}),
+        ("stylegan2", {"size": 16, "style_dim": 16, "n_mlp": 2, "channels": dict.fromkeys((4, 8, 16), 8),
+                       "fit_samples": 500}),
+    ],
+)  # fmt: skip
+def test_gifd_runs_the_paper_presets_on_biggan_and_stylegan2(tiny_setup, name, config):
+    task, model, _, labels, update = tiny_setup
+    torch.manual_seed(0)
+    G = make_generator(name, **config).eval()
+    with torch.no_grad():
+        for pname, p in G.named_parameters():
+            if pname.endswith(("noise.weight", "gamma")):
+                p.fill_(0.1)
+    attack = GIFD(model, task, generator=G, budget=2 * 4 * 4 * 3, last_stage=2, restarts=2, progress=False)
+    assert attack.project_latent == (name == "stylegan2") and attack.spherical_all == (name == "stylegan2")
+    result = attack(update)
+    assert result.extras["last_stage"] == 2 and len(result.extras["stage_scores"]) == 3
+    start = _initial_distance(G, task, model, update, labels, 2, 0, "cosine")
+    assert result.score < start

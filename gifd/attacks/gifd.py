@@ -29,8 +29,9 @@ class GIFDConfig(AttackConfig):
             preset's K, else the generator's last stage.
         steps_per_stage: optimiser steps per stage; ``None`` splits the budget evenly over stages 0..K.
         spherical: keep the latent (and noise) norms of the stage start after every step (stage 0 only, or
-            every stage when ``spherical_all_stages``).
-        project_latent: also l1-project the latent and noise maps around their stage start (StyleGAN2).
+            every stage when ``spherical_all_stages``; ``None``: the preset's choice).
+        project_latent: also l1-project the latent and noise maps around their stage start (StyleGAN2;
+            ``None``: the preset's choice).
         gen_labels: conditioning for class-conditional generators: ``None`` uses the inferred FL labels as
             GAN classes (in-distribution); a callable maps inferred labels to GAN labels or soft class vectors.
     """
@@ -43,8 +44,8 @@ class GIFDConfig(AttackConfig):
     last_stage: int | None = None
     steps_per_stage: int | None = None
     spherical: bool = True
-    spherical_all_stages: bool = False
-    project_latent: bool = False
+    spherical_all_stages: bool | None = None
+    project_latent: bool | None = None
     preset: str | None = None
     gen_labels: object = field(default=None, repr=False)
 
@@ -96,8 +97,13 @@ class GIFD(GenerativeAttack):
         self.last_stage = min(int(last), generator.num_stages - 1)
         if self.last_stage < 0:
             raise ValueError(f"last_stage must be >= 0, got {last}")
-        self.spherical_all = preset.get("spherical_all_stages", cfg.spherical_all_stages) or cfg.spherical_all_stages
-        self.project_latent = preset.get("project_latent", cfg.project_latent) or cfg.project_latent
+
+        def choose(name: str) -> bool:
+            value = getattr(cfg, name)
+            return bool(preset.get(name, False) if value is None else value)
+
+        self.spherical_all = choose("spherical_all_stages")
+        self.project_latent = choose("project_latent")
         stages = self.last_stage + 1
         steps = cfg.steps_per_stage or (cfg.budget // (cfg.restarts * stages) - 1)
         if steps < 1 or cfg.restarts * stages * (steps + 1) > cfg.budget:
