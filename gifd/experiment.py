@@ -161,8 +161,10 @@ def stage_rows(method, idx, labels, images, result, model, task, lpips_model) ->
     return rows
 
 
-def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: dict, start: float, **extra) -> dict:
-    """Summarise ``rows`` and write ``out_dir/results.json`` (the contract above); return the dictionary."""
+def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: dict, start: float,
+                  started_versions: dict | None = None, **extra) -> dict:  # fmt: skip
+    """Summarise ``rows`` and write ``out_dir/results.json`` (the contract above); return the dictionary.
+    ``started_versions``: :func:`gifd.provenance.versions` taken when the run started (default: now)."""
     methods = list(dict.fromkeys([*methods, *(r["method"] for r in rows)]))
     mean, std = summarise(rows, methods)
     results = {
@@ -170,7 +172,7 @@ def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: d
         "mean": mean,
         "std": std,
         "params": params,
-        "versions": versions(),
+        "versions": started_versions or versions(),
         "timing": {"total_seconds": time.perf_counter() - start},
         **extra,
     }
@@ -182,7 +184,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     """Attack every batch of the selected images with every method; write ``out_dir/results.json``."""
     p = params if isinstance(params, ExperimentParams) else ExperimentParams.from_dict(params)
     p.validated()
-    start = time.perf_counter()
+    start, started_versions = time.perf_counter(), versions()
     device = torch.device(p.device)
     data = load_images(p.dataset, p.data_root, p.indices, image_size=p.image_size, split=p.split)
     task = data.task
@@ -242,7 +244,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             if p.stage_rows and "stage_images" in result.extras:
                 rows += stage_rows(method, idx, labels, images, result, model, task, lpips_model)
     out_dir = Path(p.out_dir)
-    results = write_results(out_dir, rows, p.methods, asdict(p), start, attacks=attack_summaries,
+    results = write_results(out_dir, rows, p.methods, asdict(p), start, started_versions, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
 

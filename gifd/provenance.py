@@ -24,8 +24,19 @@ def git_commit() -> str | None:
         return None
 
 
+def git_dirty() -> bool | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, text=True, timeout=5, check=False)  # fmt: skip
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def versions() -> dict:
-    """Interpreter, key packages, torch threads and the git commit of this checkout."""
+    """Interpreter, key packages, torch threads and the git commit of this checkout (call it when a run
+    starts: the code that runs is the code imported then)."""
     import numpy
     import torch
     import torchvision
@@ -35,6 +46,7 @@ def versions() -> dict:
     return {
         "gifd": __version__,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
