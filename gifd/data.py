@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +137,11 @@ def _extract(archive: Path) -> Path:
         return dest
     tmp = dest.with_name(dest.name + ".partial")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     with tarfile.open(archive) as tar:
         tar.extractall(tmp, filter="data")
     if dest.exists():
-        import shutil
-
         shutil.rmtree(dest)
     tmp.rename(dest)
     marker.touch()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -156,7 +156,7 @@ def stage_rows(method, idx, labels, images, result, model, task, lpips_model) ->
             best, best_score = imgs, scores
         ev = evaluate_batch(best.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(), model=model.cpu(), task=task,
                             lpips=lpips_model)  # fmt: skip
-        stage_result = type(result)(**{**result.__dict__, "score": best_score})
+        stage_result = replace(result, score=best_score)
         rows += result_rows(f"{method}[K={k}]", idx, labels, ev, stage_result)
     return rows
 

