@@ -65,6 +65,7 @@ class ExperimentParams:
     gifd_radii: list[float] | None = None
     gifd_last_stage: int | None = None
     stage_rows: bool = False
+    resume: bool = True
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
@@ -200,6 +201,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         from .generators import load_generator
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
+    out_dir = Path(p.out_dir)
     rows: list[dict] = []
     recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
     kept: dict[str, list] = {m: [] for m in p.methods}
@@ -227,26 +229,90 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                     overrides["budget"] = p.budget - mapping.evaluations
                 if method == "gifd":
                     overrides.update(radii=p.gifd_radii, last_stage=p.gifd_last_stage)
-            result = make_attack(method, model, task, **overrides)(update)
-            if mapping is not None and method in GENERATIVE:
-                result.extras["label_mapping"] = {"name": mapping.name, "evaluations": mapping.evaluations,
-                                                  "conditioning": mapping.conditioning.tolist()}  # fmt: skip
-                result.evaluations += mapping.evaluations
+            attack = make_attack(method, model, task, **overrides)
+            cache = attack_cache_path(out_dir, p, attack, idx) if p.resume else None
+            result = load_attack(cache)
+            if result is None:
+                result = attack(update)
+                if mapping is not None and method in GENERATIVE:
+                    result.extras["label_mapping"] = {"name": mapping.name, "evaluations": mapping.evaluations,
+                                                      "conditioning": mapping.conditioning.tolist()}  # fmt: skip
+                    result.evaluations += mapping.evaluations
+                result.extras["versions"] = started_versions
+                if cache is not None:
+                    save_attack(cache, result)
             scores = evaluate_batch(
                 result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),
                 model=model.cpu(), task=task, lpips=lpips_model,
             )  # fmt: skip
             model.to(device)
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
-            attack_summaries.append({"batch": b, **result.summary()})
+            attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions")})
             kept[method].append(result)
             rows += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:
                 rows += stage_rows(method, idx, labels, images, result, model, task, lpips_model)
-    out_dir = Path(p.out_dir)
     results = write_results(out_dir, rows, p.methods, asdict(p), start, started_versions, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
+
+
+# Every finished (method, batch) attack is saved under ``out_dir/attacks/``, keyed by the parameters that
+# determine it, so an interrupted run resumes, several processes can share one run (each given a subset of the
+# methods), and rerunning a notebook to redraw its figure costs nothing. Parameters that do not change the
+# attack (methods, out_dir, progress, lpips, stage_rows, resume) are not part of the key; the attack's own
+# configuration is. A change to an attack's *code* is not: run with ``resume=False`` (or delete
+# ``out_dir/attacks``) after one.
+_NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume"}
+
+
+def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[int]) -> Path:
+    """Where the result of ``attack`` on the batch ``indices`` is kept; the key covers the run's parameters,
+    the attack's full configuration and the settings it resolved from presets (GIFD's radii, K, steps)."""
+    import hashlib
+    import json
+
+    skip = _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}  # in the attack's own configuration
+    if attack.name not in GENERATIVE:
+        skip |= {"generator", "label_mapping", "mapping_probes"}
+    key = {k: v for k, v in asdict(p).items() if k not in skip}
+    resolved = {k: v for k, v in vars(attack).items() if isinstance(v, (bool, int, float, str, tuple, list))}
+    config = {k: v for k, v in _plain(asdict(attack.config)).items() if k != "progress"}
+    key.update(method=attack.name, indices=list(indices), config=config, resolved=resolved)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(out_dir) / "attacks" / f"{attack.name}-{indices[0]}-{digest}.pt"
+
+
+def _plain(obj):
+    """``obj`` reduced to what ``torch.load(weights_only=True)`` reads back (tensors, numbers, strings,
+    lists, dicts); anything else (callables, modules) becomes ``None``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    for kind in (bool, int, float, str):  # subclasses (torch's TorchVersion is a str) become their base
+        if isinstance(obj, kind):
+            return kind(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    return None
+
+
+def save_attack(path: Path, result) -> None:
+    """Write one attack's result atomically (a killed run never leaves a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: _plain(v) for k, v in asdict(result).items()}, tmp)
+    tmp.replace(path)
+
+
+def load_attack(path: Path | None):
+    """The cached :class:`~gifd.attacks.base.AttackResult` at ``path``, or ``None`` when there is none."""
+    if path is None or not path.is_file():
+        return None
+    from .attacks.base import AttackResult
+
+    return AttackResult(**torch.load(path, weights_only=True))
 
 
 def defense_results(records: list[dict], params: dict, start: float, out_dir: str | Path) -> dict:

@@ -61,3 +61,36 @@ def test_the_explorer_widget_builds_for_every_method(tmp_path):
     stage.value = 2
     method.value = "ig"
     assert stage.disabled
+
+
+def test_finished_attacks_are_reused_and_a_changed_setting_is_rerun(tmp_path, monkeypatch):
+    import gifd.experiment as ex
+
+    base = dict(dataset="samples", indices=[0, 1], budget=40, model="convnet", generator="random-dcgan", restarts=2,
+                out_dir=str(tmp_path), progress=False, lpips=False)  # fmt: skip
+    # two processes may share a run, each given some of the methods
+    rows = run_comparison({**base, "methods": ["ig"]}).results["rows"]
+    rows += run_comparison({**base, "methods": ["gifd"]}).results["rows"]
+    first = {(r["method"], r["image"]): r["psnr"] for r in rows}
+    assert len(list((tmp_path / "attacks").glob("*.pt"))) == 4
+
+    missed = []
+
+    def load(path, original=ex.load_attack):
+        result = original(path)
+        if result is None:
+            missed.append(path.name.split("-")[0] if path else "no cache")
+        return result
+
+    monkeypatch.setattr(ex, "load_attack", load)
+    comp = run_comparison({**base, "methods": ["gifd", "ig"]})
+    assert missed == []  # everything came from the cache
+    assert {(r["method"], r["image"]): r["psnr"] for r in comp.results["rows"]} == first
+    assert comp.reconstructions["gifd"].shape == (2, 3, 32, 32)
+    assert all(a["versions"]["torch"] for a in comp.results["attacks"])
+
+    # a different GIFD radius is a different attack: both GIFD batches run again, IG's do not
+    run_comparison({**base, "methods": ["gifd", "ig"], "gifd_radii": [0.0, 5.0]})
+    assert missed == ["gifd", "gifd"] and len(list((tmp_path / "attacks").glob("gifd-*.pt"))) == 4
+    run_comparison({**base, "methods": ["ig"], "resume": False, "seed": 7})
+    assert missed[2:] == ["no cache", "no cache"] and len(list((tmp_path / "attacks").glob("*.pt"))) == 6
