@@ -156,7 +156,8 @@ def defense_job(job: Job) -> dict:
     """The defenses experiment's job: client update on ``job.images``, the defense, the attack, evaluation.
 
     Settings (``job.context``): ``dataset``, ``data_root``, ``model``, ``budget``, ``restarts``, ``generator``,
-    ``label_strategy``, ``lpips``. Returns the metrics per image (lists) and their means."""
+    ``label_strategy``, ``lpips``, ``device`` (``auto``, the default: the worker's GPU when it has one).
+    Returns the metrics per image (lists) and their means."""
     import torch
 
     from .attacks import GENERATIVE, make_attack
@@ -167,14 +168,17 @@ def defense_job(job: Job) -> dict:
     from .models import make_model
 
     s = job.settings()
+    device = s.get("device", "auto")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     data = load_images(s.get("dataset", "samples"), s.get("data_root"), list(job.images))
     task = data.task
     model = make_model(s.get("model", "resnet18"), task.num_classes, in_channels=task.image_shape[0],
-                       seed=s.get("model_seed", 123))  # fmt: skip
-    update = client_update(model, task, data.images, data.labels)
+                       seed=s.get("model_seed", 123)).to(device)  # fmt: skip
+    images, labels = data.images.to(device), data.labels.to(device)
+    update = client_update(model, task, images, labels)
     if job.defense is not None:
-        update = defend(update, Defense(job.defense, job.strength), model=model, task=task, images01=data.images,
-                        labels=data.labels, seed=job.seed)  # fmt: skip
+        update = defend(update, Defense(job.defense, job.strength), model=model, task=task, images01=images,
+                        labels=labels, seed=job.seed)  # fmt: skip
     kw = {"budget": s.get("budget", 200), "seed": job.seed, "progress": False,
           "label_strategy": s.get("label_strategy", "auto")}  # fmt: skip
     if s.get("restarts"):
@@ -182,15 +186,18 @@ def defense_job(job: Job) -> dict:
     if job.attack in GENERATIVE:
         from .generators import load_generator
 
-        kw["generator"] = load_generator(s.get("generator", "bundled"), num_classes=task.num_classes)
+        kw["generator"] = load_generator(s.get("generator", "bundled"), num_classes=task.num_classes).to(device)
     torch.manual_seed(job.seed)
     result = make_attack(job.attack, model, task, **kw)(update)
+    model = model.cpu()
     lp = None
     if s.get("lpips", True):
         from .perceptual import load_lpips
 
         lp = load_lpips("alex")
-    rows = evaluate_batch(result.images, result.labels, data.images, data.labels, model=model, task=task, lpips=lp)
+    rows = evaluate_batch(
+        result.images.cpu(), result.labels.cpu(), data.images, data.labels, model=model, task=task, lpips=lp
+    )
     if s.get("image_dir"):
         path = image_path(s["image_dir"], job)
         path.parent.mkdir(parents=True, exist_ok=True)
