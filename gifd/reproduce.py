@@ -5,6 +5,7 @@
     python -m gifd.reproduce figures --set budget=4000 --set device=cuda   # paper-scale reruns
     python -m gifd.reproduce nbval-prepare build/nbval  # parameterised copies that nbval executes
     python -m gifd.reproduce strip                     # strip notebook outputs (kept diff-friendly)
+    python -m gifd.reproduce table figures/run_a figures/run_b --out figures/a_and_b.md   # one table, two runs
 
 Runs are listed in ``notebooks/runs.json``; executed notebooks go to ``build/executed/``, results and
 figures to each run's ``out_dir`` (under ``figures/``).
@@ -96,6 +97,22 @@ def strip_outputs() -> None:
         nbformat.write(nb, path)
 
 
+def merged_table(runs: list[str], out: Path | None) -> str:
+    from .experiment import merge_results
+    from .plots import results_table
+    from .provenance import write_json
+
+    merged = merge_results(runs)
+    table = results_table(merged)
+    print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = "python -m gifd.reproduce table " + " ".join(runs) + f" --out {out}"
+        out.write_text(f"<!-- made by `{command}` -->\n{table}\n")
+        write_json(out.with_suffix(".json"), {**merged, "command": command})
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gifd.reproduce", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -106,11 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     prep = sub.add_parser("nbval-prepare", help="parameterised notebook copies for nbval")
     prep.add_argument("dest", type=Path)
     sub.add_parser("strip", help="strip outputs from the notebooks")
+    tab = sub.add_parser("table", help="one table from several runs on the same images and settings")
+    tab.add_argument("runs", nargs="+", help="run directories (or results.json files)")
+    tab.add_argument("--out", type=Path, help="also write the markdown table (and merged results beside it)")
     args = parser.parse_args(argv)
     if args.cmd == "figures":
         run_figures(args.only, _parse_sets(args.set), include_data=args.all)
     elif args.cmd == "strip":
         strip_outputs()
+    elif args.cmd == "table":
+        try:
+            merged_table(args.runs, args.out)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"error: {err}") from None
     else:
         nbval_prepare(args.dest)
     return 0

@@ -94,3 +94,20 @@ def test_finished_attacks_are_reused_and_a_changed_setting_is_rerun(tmp_path, mo
     assert missed == ["gifd", "gifd"] and len(list((tmp_path / "attacks").glob("gifd-*.pt"))) == 4
     run_comparison({**base, "methods": ["ig"], "resume": False, "seed": 7})
     assert missed[2:] == ["no cache", "no cache"] and len(list((tmp_path / "attacks").glob("*.pt"))) == 6
+
+
+def test_runs_on_the_same_images_merge_into_one_table_and_others_do_not(tmp_path):
+    from gifd.reproduce import main
+
+    base = dict(dataset="samples", indices=[0], budget=8, model="convnet", progress=False, lpips=False)
+    run_comparison({**base, "methods": ["ig"], "out_dir": str(tmp_path / "a")})
+    run_comparison({**base, "methods": ["dlg", "ig"], "out_dir": str(tmp_path / "b")})
+    main(["table", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab.md")])
+    merged = json.loads((tmp_path / "ab.json").read_text())
+    assert list(merged["mean"]) == ["ig", "dlg"] and len(merged["rows"]) == 2
+    assert [s["methods"] for s in merged["sources"]] == [["ig"], ["dlg"]]
+    assert "| dlg | 1 |" in (tmp_path / "ab.md").read_text()
+
+    run_comparison({**base, "methods": ["ig"], "seed": 5, "out_dir": str(tmp_path / "c")})
+    with pytest.raises(SystemExit, match="differs .* in 'seed': 5 vs 123"):
+        main(["table", str(tmp_path / "a"), str(tmp_path / "c")])
