@@ -14,6 +14,7 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import time
@@ -156,7 +157,7 @@ def stage_rows(method, idx, labels, images, result, model, task, lpips_model) ->
     for k, (imgs, scores) in enumerate(zip(result.extras["stage_images"], result.extras["stage_scores"])):
         if scores < best_score:
             best, best_score = imgs, scores
-        ev = evaluate_batch(best.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(), model=model.cpu(), task=task,
+        ev = evaluate_batch(best.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(), model=model, task=task,
                             lpips=lpips_model)  # fmt: skip
         stage_result = replace(result, score=best_score)
         rows += result_rows(f"{method}[K={k}]", idx, labels, ev, stage_result)
@@ -191,6 +192,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     data = load_images(p.dataset, p.data_root, p.indices, image_size=p.image_size, split=p.split)
     task = data.task
     model = make_model(p.model, task.num_classes, in_channels=task.image_shape[0], seed=p.seed, bn_mode=p.bn_mode)
+    # evaluation (logit MSE) runs on the CPU beside LPIPS: a CPU copy, so the victim stays on its device
+    eval_model = model if device.type == "cpu" else copy.deepcopy(model)
     model = model.to(device)
     if p.lpips and lpips_model is None:
         from .perceptual import load_lpips
@@ -244,15 +247,14 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                     save_attack(cache, result)
             scores = evaluate_batch(
                 result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),
-                model=model.cpu(), task=task, lpips=lpips_model,
+                model=eval_model, task=task, lpips=lpips_model,
             )  # fmt: skip
-            model.to(device)
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
             attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions")})
             kept[method].append(result)
             rows += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:
-                rows += stage_rows(method, idx, labels, images, result, model, task, lpips_model)
+                rows += stage_rows(method, idx, labels, images, result, eval_model, task, lpips_model)
     results = write_results(out_dir, rows, p.methods, asdict(p), start, started_versions, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
