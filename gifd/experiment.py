@@ -15,6 +15,7 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import statistics
 import time
@@ -272,8 +273,6 @@ _NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume"
 def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[int]) -> Path:
     """Where the result of ``attack`` on the batch ``indices`` is kept; the key covers the run's parameters,
     the attack's full configuration and the settings it resolved from presets (GIFD's radii, K, steps)."""
-    import hashlib
-    import json
 
     skip = _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}  # in the attack's own configuration
     if attack.name not in GENERATIVE:
