@@ -41,13 +41,14 @@ class Job:
 
 
 def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, images: list[int], batch_size: int,
-              seeds: Iterable[int] = (0,), **context) -> list[Job]:  # fmt: skip
+              seeds: Iterable[int] = (0,), baseline: bool = True, **context) -> list[Job]:  # fmt: skip
     """The cross product; ``defenses`` maps a defense name to its strengths (``"none"`` or ``{}``: undefended).
-    ``context`` holds the settings every job shares (dataset, model, budget, ...)."""
+    ``baseline`` adds the undefended cell. ``context`` holds the settings every job shares (dataset, model,
+    budget, ...)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batches = [tuple(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    cells: list[tuple[str | None, float | None]] = [(None, None)]  # the undefended baseline
+    cells: list[tuple[str | None, float | None]] = [(None, None)] if baseline else []
     for name, strengths in (defenses or {}).items():
         if name != "none":
             from .defenses import Defense
@@ -55,6 +56,8 @@ def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, i
             cells += [(name, Defense(name, float(s)).strength) for s in strengths]  # validates early
     ctx = tuple(sorted(context.items(), key=lambda kv: kv[0]))
     ctx = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in ctx)
+    if not cells:
+        raise ValueError("the grid is empty: no defenses and baseline=False")
     return [Job(a, d, s, b, seed, ctx) for a in attacks for d, s in cells for b in batches for seed in seeds]
 
 
