@@ -351,10 +351,54 @@ def merge_results(paths: list[str | Path]) -> dict:
     return {"rows": rows, "mean": mean, "std": std, "params": params, "sources": sources}
 
 
-def defense_results(records: list[dict], params: dict, start: float, out_dir: str | Path) -> dict:
+REFERENCE_KEYS = ("dataset", "data_root", "indices", "batch_size", "budget", "seed", "model", "restarts")
+REFERENCE_FIXED = {"bn_mode": "eval", "protocol": "fedsgd", "label_strategy": "auto", "image_size": None,
+                   "split": "test"}  # fmt: skip  # what a defenses-grid job does
+
+
+def undefended_rows(paths: list[str | Path], params: dict) -> tuple[list[dict], list[dict]]:
+    """The undefended cells of a defenses grid taken from earlier comparison runs (``results.json`` of
+    :func:`run_comparison`) instead of recomputing them: rows ``attack@none`` for the grid's attacks, and one
+    source entry per run. A run is accepted only if it made the same client updates and attacks as the grid's
+    undefended jobs would (:data:`REFERENCE_KEYS` equal to ``params``, :data:`REFERENCE_FIXED`, the same
+    generator for generative attacks); otherwise the error names the differing setting. Call it before the
+    grid runs, so that a wrong reference fails before hours of attacks."""
+    if paths and params.get("baseline", True):
+        raise ValueError("undefended_from is given and baseline=True: the undefended cells would come twice")
+    rows, sources = [], []
+    for path in paths:
+        file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"undefended_from: no results.json at {file}")
+        ref = json.loads(file.read_text())
+        rp = ref["params"]
+        expected = {**{k: params.get(k) for k in REFERENCE_KEYS}, **REFERENCE_FIXED}
+        for key, want in expected.items():
+            if rp.get(key) != want:
+                raise ValueError(f"undefended_from {file}: {key!r} is {rp.get(key)!r}, the grid has {want!r}")
+        mine = []
+        for attack in params.get("methods", []):
+            if attack in ref["mean"] and attack not in {r["attack"] for r in rows}:
+                if attack in GENERATIVE and rp.get("generator") != params.get("generator", "bundled"):
+                    raise ValueError(f"undefended_from {file}: generator {rp.get('generator')!r} differs")
+                mine.append(attack)
+                rows += [{**{k: r[k] for k in ("image", "psnr", "ssim", "lpips", "label_acc", "seconds", "score")},
+                          "method": f"{attack}@none", "attack": attack, "defense": None, "strength": None,
+                          "seed": rp["seed"], "source": str(file)}
+                         for r in ref["rows"] if r["method"] == attack]  # fmt: skip
+        sources.append({"results": str(file), "attacks": mine, "git_commit": ref["versions"].get("git_commit")})
+    return rows, sources
+
+
+def defense_results(records: list[dict], params: dict, start: float, out_dir: str | Path,
+                    undefended: tuple[list[dict], list[dict]] = ([], [])) -> dict:  # fmt: skip
     """``results.json`` of a defenses grid: one row per (attack, defense, strength, image), whose ``method``
-    is ``attack@defense=strength`` (``attack@none`` undefended), plus ``attack``, ``defense``, ``strength``."""
-    rows = []
+    is ``attack@defense=strength`` (``attack@none`` undefended), plus ``attack``, ``defense``, ``strength``.
+    ``undefended``: the undefended rows and their sources taken from earlier runs (:func:`undefended_rows`)."""
+    rows, sources = list(undefended[0]), undefended[1]
+    both = {r["attack"] for r in rows} & {rec["attack"] for rec in records if rec["defense"] is None}
+    if both:
+        raise ValueError(f"undefended cells of {sorted(both)} both in the grid and in undefended_from; pick one")
     for rec in records:
         method = rec["attack"] + ("@none" if rec["defense"] is None else f"@{rec['defense']}={rec['strength']:g}")
         for i, image in enumerate(rec["images"]):
@@ -363,7 +407,7 @@ def defense_results(records: list[dict], params: dict, start: float, out_dir: st
                          "ssim": rec["ssim"][i], "lpips": rec["lpips"][i], "label_acc": rec["label_acc"][i],
                          "seconds": rec["seconds"] / len(rec["images"]), "score": rec["score"]})  # fmt: skip
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    return write_results(Path(out_dir), rows, methods, params, start)
+    return write_results(Path(out_dir), rows, methods, params, start, **({"sources": sources} if sources else {}))
 
 
 def provenance(notebook: str, params: dict | ExperimentParams) -> dict:

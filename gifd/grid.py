@@ -43,7 +43,7 @@ class Job:
 def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, images: list[int], batch_size: int,
               seeds: Iterable[int] = (0,), baseline: bool = True, **context) -> list[Job]:  # fmt: skip
     """The cross product; ``defenses`` maps a defense name to its strengths (``"none"`` or ``{}``: undefended).
-    ``baseline`` adds the undefended cell. ``context`` holds the settings every job shares (dataset, model,
+    ``baseline`` adds the undefended cell. Batch ``b`` of seed ``s`` is attacked with seed ``s + b``. ``context`` holds the settings every job shares (dataset, model,
     budget, ...)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -58,7 +58,9 @@ def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, i
     ctx = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in ctx)
     if not cells:
         raise ValueError("the grid is empty: no defenses and baseline=False")
-    return [Job(a, d, s, b, seed, ctx) for a in attacks for d, s in cells for b in batches for seed in seeds]
+    # batch b of seed s attacks with seed s + b, as run_comparison does (so its runs can supply the baseline)
+    return [Job(a, d, s, batch, seed + b, ctx) for a in attacks for d, s in cells for b, batch in enumerate(batches)
+            for seed in seeds]  # fmt: skip
 
 
 def load_records(out_dir: str | Path) -> dict[str, dict]:

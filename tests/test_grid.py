@@ -18,6 +18,7 @@ import grid_helpers  # noqa: E402
 def test_grid_is_the_cross_product_with_an_undefended_baseline():
     jobs = make_grid(["ig", "gifd"], {"pruning": [0.5, 0.9], "clipping": [1.0]}, [0, 1, 2, 3], 2, seeds=[0, 1])
     assert len(jobs) == 2 * (1 + 3) * 2 * 2
+    assert sorted({(j.images, j.seed) for j in jobs}) == [((0, 1), 0), ((0, 1), 1), ((2, 3), 1), ((2, 3), 2)]
     assert len({j.key for j in jobs}) == len(jobs)
     assert sum(j.defense is None for j in jobs) == 2 * 2 * 2
     with pytest.raises(ValueError, match="unknown defense 'mixup'"):
@@ -41,7 +42,7 @@ def test_resume_skips_finished_jobs_and_completes_the_rest_after_a_kill(tmp_path
 
     jobs = make_grid(["ig"], None, list(range(6)), 1, marker=str(marker), sleep=0.0)
     records = run_grid(jobs, grid_helpers.slow_job, out, progress=False)
-    assert [r["value"] for r in records] == [0, 1, 2, 3, 4, 5]
+    assert [r["value"] for r in records] == [11 * i for i in range(6)]  # seed 0 + batch index, image i
     ran_after = marker.read_text().splitlines()[len(ran_before) :]
     assert not set(ran_after) & finished_before  # finished jobs were not run again
     assert set(ran_after) | finished_before == {j.key for j in jobs}
@@ -68,3 +69,40 @@ def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
     lines = (tmp_path / "ray" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(x)["key"] for x in lines)
     assert {r["defense"] for r in local} == {None, "pruning"}
+
+
+def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(tmp_path):
+    """The defenses grid may take its undefended cells from an earlier 01 run instead of recomputing them.
+    That is only sound if a grid job makes the same update and attack as run_comparison: checked here."""
+    from gifd.experiment import defense_results, run_comparison, undefended_rows
+
+    settings = dict(dataset="samples", data_root=None, indices=[0, 1], batch_size=1, budget=16, seed=5,
+                    model="convnet", restarts=2)  # fmt: skip
+    ref = run_comparison({**settings, "methods": ["ig", "gifd"], "out_dir": str(tmp_path / "ref"),
+                          "progress": False, "lpips": False})  # fmt: skip
+    grid = dict(settings, methods=["ig", "gifd"], generator="bundled", baseline=False)
+    rows, sources = undefended_rows([tmp_path / "ref"], grid)
+    jobs = make_grid(["ig", "gifd"], None, [0, 1], 1, seeds=[5], dataset="samples", model="convnet",
+                     model_seed=5, budget=16, restarts=2, lpips=False)  # fmt: skip
+    records = run_grid(jobs, defense_job, tmp_path / "grid", progress=False)
+    recomputed = {(r["attack"], r["images"][0]): r["psnr"][0] for r in records}
+    assert len(rows) == 4 and sources[0]["attacks"] == ["ig", "gifd"]
+    for row in rows:
+        assert row["psnr"] == pytest.approx(recomputed[(row["attack"], row["image"])], rel=1e-5)
+    assert {r["method"] for r in ref.results["rows"]} == {"ig", "gifd"}
+
+    with pytest.raises(ValueError, match="'budget' is 16, the grid has 17"):
+        undefended_rows([tmp_path / "ref"], {**grid, "budget": 17})
+    with pytest.raises(ValueError, match="baseline=True"):
+        undefended_rows([tmp_path / "ref"], {**grid, "baseline": True})
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        undefended_rows([tmp_path / "nowhere"], grid)
+    with pytest.raises(ValueError, match="both in the grid"):
+        defense_results(records, grid, 0.0, tmp_path / "out", (rows, sources))
+    res = defense_results([], grid, 0.0, tmp_path / "out", (rows, sources))
+    assert set(res["mean"]) == {"ig@none", "gifd@none"} and res["sources"] == sources
+
+
+def test_an_empty_grid_is_an_error():
+    with pytest.raises(ValueError, match="grid is empty"):
+        make_grid(["ig"], None, [0], 1, baseline=False)
