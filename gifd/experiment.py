@@ -218,10 +218,15 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         if generator is not None and generator.num_classes:
             from .label_mapping import make_mapping
 
-            inferred = infer_labels(update, task.num_classes, strategy=p.label_strategy)
-            mapping = make_mapping(p.label_mapping, inferred, generator.num_classes, num_fl_classes=task.num_classes,
-                                   seed=p.seed + b, model=model, task=task, update=update, G=generator,
-                                   probes=p.mapping_probes)  # fmt: skip
+            cache = mapping_cache_path(out_dir, p, idx) if p.resume and p.label_mapping == "search" else None
+            mapping = load_mapping(cache)
+            if mapping is None:
+                inferred = infer_labels(update, task.num_classes, strategy=p.label_strategy)
+                mapping = make_mapping(p.label_mapping, inferred, generator.num_classes,
+                                       num_fl_classes=task.num_classes, seed=p.seed + b, model=model, task=task,
+                                       update=update, G=generator, probes=p.mapping_probes)  # fmt: skip
+                if cache is not None:
+                    save_mapping(cache, mapping)
         for method in p.methods:
             overrides = {"budget": p.budget, "seed": p.seed + b, "label_strategy": p.label_strategy,
                          "progress": p.progress}  # fmt: skip
@@ -283,6 +288,31 @@ def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[
     key.update(method=attack.name, indices=list(indices), config=config, resolved=resolved)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(out_dir) / "attacks" / f"{attack.name}-{indices[0]}-{digest}.pt"
+
+
+def mapping_cache_path(out_dir: Path, p: ExperimentParams, indices: list[int]) -> Path:
+    """Where the ``search`` label mapping chosen for the batch ``indices`` is kept (it costs gradient-matching
+    evaluations, so a redraw from the attack cache should not repeat it; the other mappings are free)."""
+    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}}
+    key.update(kind="label_mapping", indices=list(indices))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(out_dir) / "attacks" / f"mapping-{indices[0]}-{digest}.pt"
+
+
+def save_mapping(path: Path, mapping) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: _plain(v) for k, v in asdict(mapping).items()}, tmp)
+    tmp.replace(path)
+
+
+def load_mapping(path: Path | None):
+    """The cached :class:`~gifd.label_mapping.LabelMap` at ``path``, or ``None`` when there is none."""
+    if path is None or not path.is_file():
+        return None
+    from .label_mapping import LabelMap
+
+    return LabelMap(**torch.load(path, weights_only=True))
 
 
 def _plain(obj):

@@ -34,15 +34,28 @@ def test_gradient_search_scores_every_class_and_keeps_the_best(tiny_setup):
     assert result.labels.tolist() == labels.tolist()
 
 
-def test_search_counts_against_the_budget_in_the_runner(tmp_path):
+def test_search_counts_against_the_budget_in_the_runner(tmp_path, monkeypatch):
+    import gifd.label_mapping
     from gifd.experiment import run_comparison
 
-    comp = run_comparison(dict(dataset="samples", indices=[0], budget=120, methods=["gifd"], model="convnet",
-                               generator="random-dcgan", label_mapping="search", mapping_probes=2,
-                               out_dir=str(tmp_path), progress=False, lpips=False, restarts=2))  # fmt: skip
+    params = dict(dataset="samples", indices=[0], budget=120, methods=["gifd"], model="convnet",
+                  generator="random-dcgan", label_mapping="search", mapping_probes=2, out_dir=str(tmp_path),
+                  progress=False, lpips=False, restarts=2)  # fmt: skip
+    comp = run_comparison(params)
     row = comp.results["rows"][0]
     assert row["evaluations"] <= 120
     assert comp.results["attacks"][0]["evaluations"] == row["evaluations"]
+    assert len(list((tmp_path / "attacks").glob("mapping-0-*.pt"))) == 1
+
+    def no_search(**kw):
+        raise AssertionError("the search ran again")
+
+    monkeypatch.setattr(gifd.label_mapping, "gradient_search", no_search)
+    again = run_comparison(params)  # mapping and attack from the cache
+    assert again.results["rows"][0]["psnr"] == row["psnr"]
+    assert again.results["attacks"][0]["evaluations"] == row["evaluations"]
+    with pytest.raises(AssertionError, match="ran again"):
+        run_comparison({**params, "resume": False})
 
 
 def test_compare_variants_merges_runs(tmp_path):
