@@ -43,8 +43,8 @@ class Job:
 def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, images: list[int], batch_size: int,
               seeds: Iterable[int] = (0,), baseline: bool = True, **context) -> list[Job]:  # fmt: skip
     """The cross product; ``defenses`` maps a defense name to its strengths (``"none"`` or ``{}``: undefended).
-    ``baseline`` adds the undefended cell. Batch ``b`` of seed ``s`` is attacked with seed ``s + b``. ``context`` holds the settings every job shares (dataset, model,
-    budget, ...)."""
+    ``baseline`` adds the undefended cell. Batch ``b`` of seed ``s`` is attacked with seed ``s + b``.
+    ``context`` holds the settings every job shares (dataset, model, budget, ...)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batches = [tuple(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
