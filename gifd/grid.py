@@ -15,8 +15,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job", "job_images"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job", "job_images", "cell_strips"]
 
 BACKENDS = ("inprocess", "ray")
 
@@ -155,6 +159,22 @@ def job_images(image_dir: str | Path, job: Job):
 
     path = image_path(image_dir, job)
     return torch.load(path, weights_only=True).float() / 255 if path.is_file() else None
+
+
+def cell_strips(image_dir: str | Path, jobs: list[Job]) -> list[tuple[str, torch.Tensor]]:
+    """One ``(title, images)`` row per attack and defense setting: the kept reconstructions of all its batches
+    (first seed) in job order; a cell with a missing reconstruction is left out."""
+    import torch
+
+    cells: dict[tuple, dict[tuple[int, ...], Job]] = {}
+    for job in jobs:
+        cells.setdefault((job.attack, job.defense, job.strength), {}).setdefault(job.images, job)
+    rows = []
+    for (attack, defense, strength), by_batch in cells.items():
+        images = [job_images(image_dir, j) for j in by_batch.values()]
+        if all(i is not None for i in images):
+            rows.append((f"{attack} " + ("none" if defense is None else f"{defense} {strength:g}"), torch.cat(images)))
+    return rows
 
 
 def defense_job(job: Job) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gifd.grid import defense_job, load_records, make_grid, run_grid
+from gifd.grid import cell_strips, defense_job, load_records, make_grid, run_grid
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -83,8 +83,10 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
     grid = dict(settings, methods=["ig", "gifd"], generator="bundled", baseline=False)
     rows, sources = undefended_rows([tmp_path / "ref"], grid)
     jobs = make_grid(["ig", "gifd"], None, [0, 1], 1, seeds=[5], dataset="samples", model="convnet",
-                     model_seed=5, budget=16, restarts=2, lpips=False)  # fmt: skip
+                     model_seed=5, budget=16, restarts=2, lpips=False, image_dir=str(tmp_path / "img"))  # fmt: skip
     records = run_grid(jobs, defense_job, tmp_path / "grid", progress=False)
+    strips = cell_strips(tmp_path / "img", jobs)
+    assert [t for t, _ in strips] == ["ig none", "gifd none"] and strips[1][1].shape == (2, 3, 32, 32)
     recomputed = {(r["attack"], r["images"][0]): r["psnr"][0] for r in records}
     assert len(rows) == 4 and sources[0]["attacks"] == ["ig", "gifd"]
     for row in rows:
