@@ -11,7 +11,9 @@ name           client side (strength)                                     adapti
 ``soteria``    zero the head-weight columns of the share s of features    the same columns zeroed (read off the
                least sensitive to the input (Sun et al., CVPR 2021)         shared update)
 ``dpsgd``      clip each example's gradient to norm 1, average, add       none
-               N(0, (s / B)^2) (Abadi et al. 2016; noise multiplier s)
+               N(0, (s / B)^2) (Abadi et al. 2016; noise multiplier s;
+               the update records its (epsilon, 1e-5) from Opacus's PRV
+               accountant, :func:`dp_epsilon`)
 ``quantize``   s bits per entry (uniform, per tensor); s = 1 is the sign   none
 =============  =========================================================  ==========================================
 """
@@ -26,7 +28,7 @@ from torch import nn
 
 from .fl import FLTask, SharedUpdate, _params_buffers, batch_gradient
 
-__all__ = ["Defense", "DEFENSES", "defend", "adaptive_transform"]
+__all__ = ["Defense", "DEFENSES", "defend", "adaptive_transform", "dp_epsilon"]
 
 DEFENSES = ("gaussian", "laplacian", "clipping", "pruning", "soteria", "dpsgd", "quantize")
 
@@ -144,6 +146,28 @@ def _dpsgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise_multiplier:
     return out
 
 
+def dp_epsilon(noise_multiplier: float, delta: float = 1e-5, steps: int = 1, sample_rate: float = 1.0) -> float:
+    """The (epsilon, ``delta``)-DP guarantee of ``steps`` DP-SGD releases with this noise multiplier, each on a
+    Poisson sample of rate ``sample_rate`` of the client's data (1: the update of one whole local batch, as
+    :func:`defend` makes it), from Opacus's PRV accountant (Gopi et al. 2021). ``inf`` without noise."""
+    if not 0 < delta < 1 or steps < 1 or not 0 < sample_rate <= 1:
+        raise ValueError(f"need 0 < delta < 1, steps >= 1, 0 < sample_rate <= 1; got {delta}, {steps}, {sample_rate}")
+    if noise_multiplier <= 0:
+        return float("inf")
+    import warnings
+
+    import numpy as np
+    from opacus.accountants import PRVAccountant
+
+    accountant = PRVAccountant()
+    for _ in range(steps):
+        accountant.step(noise_multiplier=float(noise_multiplier), sample_rate=float(sample_rate))
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # log(1 - q) at q = 1 is -inf (handled by Opacus); its RDP-based domain estimate may warn about orders
+        warnings.filterwarnings("ignore", message="Optimal order")
+        return float(accountant.get_epsilon(delta=delta))
+
+
 def defend(
     update: SharedUpdate,
     defense: Defense,
@@ -186,6 +210,9 @@ def defend(
             if update.kind != "gradient":
                 raise ValueError("DP-SGD here defends one FedSGD step")
             t = _dpsgd(model, x, labels, s, gen)
+            delta = 1e-5
+            record = {**defense.as_dict(), "epsilon": dp_epsilon(s, delta), "delta": delta, "accountant": "prv"}
+            return update.with_tensors(t, defense=record)
     return update.with_tensors(t, defense=defense.as_dict())
 
 

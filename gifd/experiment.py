@@ -435,7 +435,8 @@ def defense_results(records: list[dict], params: dict, start: float, out_dir: st
             rows.append({"method": method, "image": image, "attack": rec["attack"], "defense": rec["defense"],
                          "strength": rec["strength"], "seed": rec["seed"], "psnr": rec["psnr"][i],
                          "ssim": rec["ssim"][i], "lpips": rec["lpips"][i], "label_acc": rec["label_acc"][i],
-                         "seconds": rec["seconds"] / len(rec["images"]), "score": rec["score"]})  # fmt: skip
+                         "seconds": rec["seconds"] / len(rec["images"]), "score": rec["score"],
+                         **{k: rec[k] for k in ("epsilon", "delta") if k in rec}})  # fmt: skip
     methods = list(dict.fromkeys(r["method"] for r in rows))
     return write_results(Path(out_dir), rows, methods, params, start, **({"sources": sources} if sources else {}))
 

@@ -230,4 +230,6 @@ def defense_job(job: Job) -> dict:
     out = {k: [r[k] for r in rows] for k in ("psnr", "ssim", "lpips", "label_acc")}
     out.update({f"mean_{k}": (sum(v) / len(v) if None not in v else None) for k, v in out.items()})
     out.update(score=result.score, evaluations=result.evaluations, seconds=result.seconds)
+    if update.defense and "epsilon" in update.defense:  # DP-SGD: its privacy guarantee
+        out.update(epsilon=update.defense["epsilon"], delta=update.defense["delta"])
     return out

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gifd.defenses import Defense, adaptive_transform, clip_global, defend, prune, quantize
+from gifd.defenses import Defense, adaptive_transform, clip_global, defend, dp_epsilon, prune, quantize
 from gifd.fl import FLTask, client_update
 from gifd.matching import UpdateSimulator, cosine_distance, l2_distance
 from gifd.models import make_model
@@ -53,7 +53,31 @@ def test_dpsgd_clips_each_example_before_averaging():
         torch.testing.assert_close(t, sum(m[j] for m in manual) / 3, rtol=1e-4, atol=1e-6)
     noisy = defend(update, Defense("dpsgd", 1.0), model=model, task=task, images01=images, labels=labels)
     assert not torch.allclose(noisy.tensors[0], defended.tensors[0])
-    assert defended.defense == {"name": "dpsgd", "strength": 0.0}
+    assert defended.defense["name"] == "dpsgd" and defended.defense["epsilon"] == float("inf")
+    assert noisy.defense["epsilon"] == pytest.approx(dp_epsilon(1.0)) and noisy.defense["delta"] == 1e-5
+
+
+def _analytic_gaussian_delta(eps: float, sigma: float) -> float:
+    """Balle and Wang (2018): the exact delta(eps) of one Gaussian mechanism, sensitivity 1, noise sigma."""
+    from math import erf, exp, sqrt
+
+    phi = lambda v: 0.5 * (1 + erf(v / sqrt(2)))  # noqa: E731
+    return phi(1 / (2 * sigma) - eps * sigma) - exp(eps) * phi(-1 / (2 * sigma) - eps * sigma)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.0, 3.0])
+def test_dp_epsilon_of_one_release_matches_the_analytic_gaussian_mechanism(sigma):
+    eps = dp_epsilon(sigma, delta=1e-5)
+    lo, hi = 0.0, 100.0  # the exact epsilon, by bisection on the decreasing delta(eps)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _analytic_gaussian_delta(mid, sigma) > 1e-5 else (lo, mid)
+    assert eps == pytest.approx(hi, rel=0.02)
+    assert dp_epsilon(sigma, steps=4) > eps > dp_epsilon(2 * sigma)
+    assert dp_epsilon(sigma, sample_rate=0.01) < eps
+    assert dp_epsilon(0.0) == float("inf")
+    with pytest.raises(ValueError, match="delta"):
+        dp_epsilon(sigma, delta=0)
 
 
 def test_soteria_zeroes_the_least_sensitive_head_columns():

@@ -108,3 +108,15 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
 def test_an_empty_grid_is_an_error():
     with pytest.raises(ValueError, match="grid is empty"):
         make_grid(["ig"], None, [0], 1, baseline=False)
+
+
+def test_a_dpsgd_record_carries_its_privacy_guarantee(tmp_path):
+    from gifd.defenses import dp_epsilon
+    from gifd.experiment import defense_results
+
+    jobs = make_grid(["ig"], {"dpsgd": [2.0]}, [0], 1, baseline=False, dataset="samples", model="convnet", budget=8,
+                     restarts=2, lpips=False)  # fmt: skip
+    records = run_grid(jobs, defense_job, tmp_path, progress=False)
+    assert records[0]["epsilon"] == pytest.approx(dp_epsilon(2.0)) and records[0]["delta"] == 1e-5
+    rows = defense_results(records, {}, 0.0, tmp_path)["rows"]
+    assert rows[0]["method"] == "ig@dpsgd=2" and rows[0]["epsilon"] == records[0]["epsilon"]
