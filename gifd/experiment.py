@@ -69,6 +69,7 @@ class ExperimentParams:
     gifd_last_stage: int | None = None
     stage_rows: bool = False
     resume: bool = True
+    cache_dir: str | None = None  # where finished attacks are kept (default out_dir/attacks)
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
@@ -272,7 +273,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
 # attack (methods, out_dir, progress, lpips, stage_rows, resume) are not part of the key; the attack's own
 # configuration is. A change to an attack's *code* is not: run with ``resume=False`` (or delete
 # ``out_dir/attacks``) after one.
-_NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume"}
+_NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume", "cache_dir"}
 
 
 def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[int]) -> Path:
@@ -287,7 +288,7 @@ def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[
     config = {k: v for k, v in _plain(asdict(attack.config)).items() if k != "progress"}
     key.update(method=attack.name, indices=list(indices), config=config, resolved=resolved)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Path(out_dir) / "attacks" / f"{attack.name}-{indices[0]}-{digest}.pt"
+    return _cache_dir(out_dir, p) / f"{attack.name}-{indices[0]}-{digest}.pt"
 
 
 def mapping_cache_path(out_dir: Path, p: ExperimentParams, indices: list[int]) -> Path:
@@ -296,7 +297,11 @@ def mapping_cache_path(out_dir: Path, p: ExperimentParams, indices: list[int]) -
     key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}}
     key.update(kind="label_mapping", indices=list(indices))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Path(out_dir) / "attacks" / f"mapping-{indices[0]}-{digest}.pt"
+    return _cache_dir(out_dir, p) / f"mapping-{indices[0]}-{digest}.pt"
+
+
+def _cache_dir(out_dir: Path, p: ExperimentParams) -> Path:
+    return Path(p.cache_dir) if p.cache_dir else Path(out_dir) / "attacks"
 
 
 def save_mapping(path: Path, mapping) -> None:
@@ -473,7 +478,7 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
 def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=None) -> Comparison:
     """Run the methods under several settings (``variants``: name -> parameter overrides) on the same images
     and merge them into one ``results.json`` whose methods are the variant names (``variant/method`` for
-    several methods; sub-runs in ``out_dir/<variant>/``)."""
+    several methods; sub-runs in ``out_dir/<variant>/``, one attack cache in ``out_dir/attacks``)."""
     if not variants:
         raise ValueError("variants is empty")
     base = ExperimentParams.from_dict(params)
@@ -486,7 +491,9 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
     out_dir = Path(base.out_dir)
     rows, recon, data, subs = [], {}, None, {}
     for name, overrides in variants.items():
-        sub = {**asdict(base), **overrides, "out_dir": str(out_dir / name)}
+        # one attack cache for all variants: variants that amount to the same attack share its result
+        sub = {**asdict(base), **overrides, "out_dir": str(out_dir / name),
+               "cache_dir": base.cache_dir or str(out_dir / "attacks")}  # fmt: skip
         comp = run_comparison(sub, lpips_model=lpips_model)
         data = comp.data
         subs[name] = overrides

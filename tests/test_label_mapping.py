@@ -64,8 +64,13 @@ def test_compare_variants_merges_runs(tmp_path):
     comp = compare_variants(
         dict(dataset="samples", indices=[0], budget=64, methods=["gifd"], model="convnet", generator="random-dcgan",
              out_dir=str(tmp_path), progress=False, lpips=False, restarts=2),
-        {"a": {"label_mapping": "identity"}, "b": {"label_mapping": "none", "stage_rows": True}},
+        {"a": {"label_mapping": "identity"}, "b": {"label_mapping": "none", "stage_rows": True},
+         "a2": {"label_mapping": "identity", "stage_rows": True}},
     )  # fmt: skip
+    # one cache for all variants: a2 is the attack of a (plus its K rows), so it was not run again
+    assert len(list((tmp_path / "attacks").glob("gifd-*.pt"))) == 2 and not (tmp_path / "a" / "attacks").exists()
+    same = {r["method"]: r["psnr"] for r in comp.results["rows"]}
+    assert same["a2"] == same["a"] and "a2[K=3]" in same
     methods = {r["method"] for r in comp.results["rows"]}
     assert {"a", "b", "b[K=0]", "b[K=3]"} <= methods
     assert (tmp_path / "results.json").is_file() and (tmp_path / "a" / "results.json").is_file()
