@@ -122,9 +122,7 @@ def run_grid(jobs: list[Job], job_fn: Callable[[Job], dict], out_dir: str | Path
 
         if not ray.is_initialized():
             ray.init(address=address, **({} if address else {"num_cpus": os.cpu_count()}), log_to_driver=False)
-        import torch
-
-        gpus = 1 if torch.cuda.is_available() else 0
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # the cluster's GPUs, not the driver's
         remote = ray.remote(num_gpus=gpus, max_retries=retries)(_record)
         pending = {remote.remote(job, job_fn): job for job in todo}
         while pending:
