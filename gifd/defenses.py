@@ -31,6 +31,7 @@ from .fl import FLTask, SharedUpdate, _params_buffers, batch_gradient
 __all__ = ["Defense", "DEFENSES", "defend", "adaptive_transform", "dp_epsilon"]
 
 DEFENSES = ("gaussian", "laplacian", "clipping", "pruning", "soteria", "dpsgd", "quantize")
+DP_DELTA = 1e-5  # the delta of the (epsilon, delta) a DP-SGD update records
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _dpsgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise_multiplier:
     return out
 
 
-def dp_epsilon(noise_multiplier: float, delta: float = 1e-5, steps: int = 1, sample_rate: float = 1.0) -> float:
+def dp_epsilon(noise_multiplier: float, delta: float = DP_DELTA, steps: int = 1, sample_rate: float = 1.0) -> float:
     """The (epsilon, ``delta``)-DP guarantee of ``steps`` DP-SGD releases with this noise multiplier, each on a
     Poisson sample of rate ``sample_rate`` of the client's data (1: the update of one whole local batch, as
     :func:`defend` makes it), from Opacus's PRV accountant (Gopi et al. 2021). ``inf`` without noise."""
@@ -210,8 +211,7 @@ def defend(
             if update.kind != "gradient":
                 raise ValueError("DP-SGD here defends one FedSGD step")
             t = _dpsgd(model, x, labels, s, gen)
-            delta = 1e-5
-            record = {**defense.as_dict(), "epsilon": dp_epsilon(s, delta), "delta": delta, "accountant": "prv"}
+            record = {**defense.as_dict(), "epsilon": dp_epsilon(s, DP_DELTA), "delta": DP_DELTA, "accountant": "prv"}
             return update.with_tensors(t, defense=record)
     return update.with_tensors(t, defense=defense.as_dict())
 

@@ -279,45 +279,52 @@ _NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume"
 def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[int]) -> Path:
     """Where the result of ``attack`` on the batch ``indices`` is kept; the key covers the run's parameters,
     the attack's full configuration and the settings it resolved from presets (GIFD's radii, K, steps)."""
-
-    skip = _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}  # in the attack's own configuration
-    if attack.name not in GENERATIVE:
-        skip |= {"generator", "label_mapping", "mapping_probes"}
-    key = {k: v for k, v in asdict(p).items() if k not in skip}
+    skip = set() if attack.name in GENERATIVE else {"generator", "label_mapping", "mapping_probes"}
     resolved = {k: v for k, v in vars(attack).items() if isinstance(v, (bool, int, float, str, tuple, list))}
     config = {k: v for k, v in _plain(asdict(attack.config)).items() if k != "progress"}
-    key.update(method=attack.name, indices=list(indices), config=config, resolved=resolved)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return _cache_dir(out_dir, p) / f"{attack.name}-{indices[0]}-{digest}.pt"
+    return _cache_path(out_dir, p, attack.name, indices, skip, method=attack.name, config=config, resolved=resolved)
 
 
 def mapping_cache_path(out_dir: Path, p: ExperimentParams, indices: list[int]) -> Path:
     """Where the ``search`` label mapping chosen for the batch ``indices`` is kept (it costs gradient-matching
     evaluations, so a redraw from the attack cache should not repeat it; the other mappings are free)."""
-    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"}}
-    key.update(kind="label_mapping", indices=list(indices))
+    return _cache_path(out_dir, p, "mapping", indices, set(), kind="label_mapping")
+
+
+def _cache_path(out_dir: Path, p: ExperimentParams, prefix: str, indices: list[int], skip: set, **extra) -> Path:
+    # GIFD's radii and K are in the attack's own configuration; the mapping does not depend on them
+    skip = _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"} | skip
+    key = {k: v for k, v in asdict(p).items() if k not in skip}
+    key.update(indices=list(indices), **extra)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return _cache_dir(out_dir, p) / f"mapping-{indices[0]}-{digest}.pt"
+    folder = Path(p.cache_dir) if p.cache_dir else Path(out_dir) / "attacks"
+    return folder / f"{prefix}-{indices[0]}-{digest}.pt"
 
 
-def _cache_dir(out_dir: Path, p: ExperimentParams) -> Path:
-    return Path(p.cache_dir) if p.cache_dir else Path(out_dir) / "attacks"
+def _save_cached(path: Path, record) -> None:
+    """Write a dataclass record atomically (a killed run never leaves a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: _plain(v) for k, v in asdict(record).items()}, tmp)
+    tmp.replace(path)
+
+
+def _load_cached(path: Path | None, cls):
+    """The ``cls`` record cached at ``path`` (read with ``weights_only=True``), or ``None`` when there is none."""
+    if path is None or not path.is_file():
+        return None
+    return cls(**torch.load(path, weights_only=True))
 
 
 def save_mapping(path: Path, mapping) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: _plain(v) for k, v in asdict(mapping).items()}, tmp)
-    tmp.replace(path)
+    _save_cached(path, mapping)
 
 
 def load_mapping(path: Path | None):
     """The cached :class:`~gifd.label_mapping.LabelMap` at ``path``, or ``None`` when there is none."""
-    if path is None or not path.is_file():
-        return None
     from .label_mapping import LabelMap
 
-    return LabelMap(**torch.load(path, weights_only=True))
+    return _load_cached(path, LabelMap)
 
 
 def _plain(obj):
@@ -337,19 +344,14 @@ def _plain(obj):
 
 def save_attack(path: Path, result) -> None:
     """Write one attack's result atomically (a killed run never leaves a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: _plain(v) for k, v in asdict(result).items()}, tmp)
-    tmp.replace(path)
+    _save_cached(path, result)
 
 
 def load_attack(path: Path | None):
     """The cached :class:`~gifd.attacks.base.AttackResult` at ``path``, or ``None`` when there is none."""
-    if path is None or not path.is_file():
-        return None
     from .attacks.base import AttackResult
 
-    return AttackResult(**torch.load(path, weights_only=True))
+    return _load_cached(path, AttackResult)
 
 
 #: Settings two runs must share for their rows to sit in one table.
@@ -387,15 +389,15 @@ def merge_results(paths: list[str | Path]) -> dict:
 
 
 REFERENCE_KEYS = ("dataset", "data_root", "indices", "batch_size", "budget", "seed", "model", "restarts")
-REFERENCE_FIXED = {"bn_mode": "eval", "protocol": "fedsgd", "label_strategy": "auto", "image_size": None,
-                   "split": "test"}  # fmt: skip  # what a defenses-grid job does
+# settings a defenses-grid job does not vary: a reference run must have kept them at their defaults
+REFERENCE_DEFAULTS = ("bn_mode", "protocol", "label_strategy", "image_size", "split")
 
 
 def undefended_rows(paths: list[str | Path], params: dict) -> tuple[list[dict], list[dict]]:
     """The undefended cells of a defenses grid taken from earlier comparison runs (``results.json`` of
     :func:`run_comparison`) instead of recomputing them: rows ``attack@none`` for the grid's attacks, and one
     source entry per run. A run is accepted only if it made the same client updates and attacks as the grid's
-    undefended jobs would (:data:`REFERENCE_KEYS` equal to ``params``, :data:`REFERENCE_FIXED`, the same
+    undefended jobs would (:data:`REFERENCE_KEYS` equal to ``params``, :data:`REFERENCE_DEFAULTS`, the same
     generator for generative attacks); otherwise the error names the differing setting. Call it before the
     grid runs, so that a wrong reference fails before hours of attacks."""
     if paths and params.get("baseline", True):
@@ -407,7 +409,11 @@ def undefended_rows(paths: list[str | Path], params: dict) -> tuple[list[dict], 
             raise FileNotFoundError(f"undefended_from: no results.json at {file}")
         ref = json.loads(file.read_text())
         rp = ref["params"]
-        expected = {**{k: params.get(k) for k in REFERENCE_KEYS}, **REFERENCE_FIXED}
+        defaults = ExperimentParams()
+        expected = {
+            **{k: params.get(k) for k in REFERENCE_KEYS},
+            **{k: getattr(defaults, k) for k in REFERENCE_DEFAULTS},
+        }
         for key, want in expected.items():
             if rp.get(key) != want:
                 raise ValueError(f"undefended_from {file}: {key!r} is {rp.get(key)!r}, the grid has {want!r}")
