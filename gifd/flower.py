@@ -74,6 +74,7 @@ __all__ = [
     "FlowerAudit",
     "run_audit",
     "audit_figure",
+    "audit_curve",
     "audit_table",
 ]
 
@@ -233,6 +234,7 @@ class Capture:
     config: dict
     num_examples: int
     metrics: dict = field(default_factory=dict)
+    delta_norm: float | None = None  # global L2 norm of (sent - returned) over every array, as Flower clips it
 
     def global_model(self, model: nn.Module) -> nn.Module:
         """A copy of ``model`` holding this round's global weights (the model the client started from)."""
@@ -352,16 +354,19 @@ class AuditingStrategy(Strategy):
         if self.clients is not None and client not in self.clients:
             return
         try:
+            returned = parameters_to_ndarrays(res.parameters)
             update, state = capture_update(
-                self.model, global_arrays, parameters_to_ndarrays(res.parameters), res.num_examples,
-                configs.get(proxy.cid, {}), mode=self.mode, keys=self.keys, known=self.known,
+                self.model, global_arrays, returned, res.num_examples, configs.get(proxy.cid, {}), mode=self.mode,
+                keys=self.keys, known=self.known,
             )  # fmt: skip
+            norm = math.sqrt(sum(float(np.sum((np.asarray(g, np.float64) - r) ** 2))
+                                 for g, r in zip(global_arrays, returned)))  # fmt: skip
         except AuditSkip as err:
             return self._skip(server_round, client, proxy.cid, str(err))
         except Exception as err:  # an unreadable result (e.g. bytes that are no arrays) must not stop training
             return self._skip(server_round, client, proxy.cid, f"its result cannot be read ({err!r})")
         capture = Capture(server_round, client, str(proxy.cid), update, state, dict(configs.get(proxy.cid, {})),
-                          int(res.num_examples), dict(res.metrics or {}))  # fmt: skip
+                          int(res.num_examples), dict(res.metrics or {}), norm)  # fmt: skip
         log(INFO, "audit: round %s, client %s: captured a %s of %s examples", server_round, client, update.kind,
             update.num_samples)  # fmt: skip
         if self.on_capture is None:
@@ -618,8 +623,8 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
     """Run every setting's Flower simulation with the auditing server, attack the captured updates with every
     method, score them against the clients' private images and write ``out_dir/results.json`` (the contract
     of :mod:`gifd.experiment`, each row with ``client``, ``round``, ``setting``, ``local_epochs``,
-    ``partition_size``, ``local_steps``, ``dp_clipping_norm``; ``groups``: mean and std per setting, round
-    and method)."""
+    ``partition_size``, ``local_steps``, ``dp_clipping_norm`` and ``delta_norm``, the norm of the update the
+    server received; ``groups``: mean and std per setting, round and method)."""
     from .attacks import GENERATIVE, make_attack
     from .data import load_images
     from .experiment import result_rows, write_results
@@ -673,7 +678,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
                 extra = {"client": k, "round": cap.round, "setting": setting["name"],
                          "local_epochs": setting["local_epochs"], "partition_size": n, "local_steps": steps,
                          "dp_clipping_norm": setting["dp"]["clipping_norm"] if setting["dp"] else None,
-                         "mode": p.mode}  # fmt: skip
+                         "delta_norm": cap.delta_norm, "mode": p.mode}  # fmt: skip
                 rows += [{**r, **extra} for r in result_rows(method, idx, labels, scores, result)]
                 attacks.append({**extra, **result.summary()})
     mean, std = _grouped(rows)
@@ -713,3 +718,33 @@ def audit_table(results: dict) -> str:
     from .plots import results_table
 
     return results_table({"mean": results["groups"]["mean"], "std": results["groups"]["std"]})
+
+
+def audit_curve(results: dict, metric: str = "psnr"):
+    """What leaks as local work grows: mean ``metric`` against the local epochs, one line per method and
+    partition size (the runs without clipping; all audited rounds and clients), clipped runs as markers."""
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    colors: dict = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for n in sorted({r["partition_size"] for r in rows}):
+            for clipped in (False, True):
+                mine = [r for r in rows if r["method"] == method and r["partition_size"] == n
+                        and (r["dp_clipping_norm"] is not None) == clipped and r.get(metric) is not None
+                        and math.isfinite(r[metric])]  # fmt: skip
+                epochs = sorted({r["local_epochs"] for r in mine})
+                if not epochs:
+                    continue
+                ys = [statistics.fmean(r[metric] for r in mine if r["local_epochs"] == e) for e in epochs]
+                style = {"marker": "x", "ls": "none", "ms": 9} if clipped else {"marker": "o"}
+                line = ax.plot(epochs, ys, color=colors.get((method, n)), **style,
+                               label=f"{method}, n={n}" + (", clipped" if clipped else ""))[0]  # fmt: skip
+                colors.setdefault((method, n), line.get_color())
+    ax.set_xticks(sorted({r["local_epochs"] for r in rows}))
+    ax.set_xlabel("local epochs", fontsize=8)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
