@@ -22,7 +22,9 @@ Reading the update (``mode``):
 Flower's client-side fixed clipping (``fixedclipping_mod`` on the client with the server wrapper
 ``DifferentialPrivacyClientSideFixedClipping``) clips each update before it is sent and adds noise only to
 the aggregate, so the auditor sees clipped, noise-free updates; the clipping norm is in the fit config and
-is recorded as the update's defense, which the adaptive attacker applies to its simulated updates.
+is recorded as the update's defense, which the adaptive attacker applies to its simulated updates (Flower's
+norm runs over every array sent, so it also counts BatchNorm statistics that train-mode clients move; ours
+counts the parameters only: the same for eval-mode BatchNorm).
 
 Bad input never stops training: a client whose parameters do not fit the model, whose fit config lacks a
 hyper-parameter, or whose result holds NaN/Inf is skipped by the audit with a message naming it and why
@@ -192,7 +194,7 @@ def capture_update(
     epochs = _config_value(config, known, keys["epochs"], "epochs", int)
     batch = min(_config_value(config, known, keys["batch_size"], "batch_size", int), n)
     steps = epochs * math.ceil(n / batch)
-    glob = {k: torch.from_numpy(np.array(a, dtype=None, copy=True)) for k, a in zip(names, global_arrays)}
+    glob = {k: torch.from_numpy(np.array(a, copy=True)) for k, a in zip(names, global_arrays)}
     returned = {k: torch.from_numpy(np.array(a, copy=True)) for k, a in zip(names, client_arrays)}
     params = [p for p, _ in model.named_parameters()]
     missing = [p for p in params if p not in glob]
@@ -593,7 +595,7 @@ def _simulate(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTas
     def server_fn(context):
         return ServerAppComponents(strategy=audit, config=ServerConfig(num_rounds=p.rounds))
 
-    cpus = max(p.client_cpus, 1.0) * clients
+    cpus = int(math.ceil(max(p.client_cpus, 1.0) * clients))
     run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn, mods=mods), num_supernodes=clients,
                    backend_config={"client_resources": {"num_cpus": p.client_cpus, "num_gpus": 0.0},
                                    "init_args": {"num_cpus": cpus, "include_dashboard": False}})  # fmt: skip
@@ -606,13 +608,11 @@ def _simulate(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTas
 
 
 def _grouped(rows: list[dict]) -> tuple[dict, dict]:
-    from .experiment import METRICS
-
     mean, std = {}, {}
     for key in dict.fromkeys(f"{r['setting']} · round {r['round']} · {r['method']}" for r in rows):
         mine = [r for r in rows if f"{r['setting']} · round {r['round']} · {r['method']}" == key]
         mean[key], std[key] = {"n": len(mine)}, {}
-        for k in METRICS:
+        for k in ("psnr", "ssim", "lpips", "label_acc", "seconds"):  # the contract's means
             vals = [r[k] for r in mine if r.get(k) is not None and math.isfinite(r[k])]
             mean[key][k] = statistics.fmean(vals) if vals else None
             std[key][k] = statistics.stdev(vals) if len(vals) > 1 else None

@@ -253,3 +253,22 @@ def test_audit_params_say_what_is_wrong():
         FlowerAuditParams.from_dict({"clients": 2})
     p = FlowerAuditParams.from_dict({"local_epochs": [1, 5], "partition_sizes": [2, 4], "dp_clipping_norm": 1.0})
     assert [s["name"] for s in p.settings()] == ["E=1 n=2", "E=1 n=4", "E=5 n=2", "E=5 n=4", "E=1 n=2 clip 1"]
+
+
+def test_a_failing_capture_handler_is_reported_and_aggregation_still_happens():
+    net = tiny_net()
+    g = model_arrays(net, "state_dict")
+    proxies = [Proxy("a"), Proxy("b")]
+
+    def handler(capture):
+        raise RuntimeError(f"out of memory attacking {capture.client}")
+
+    audit = AuditingStrategy(net, FixedClients(proxies), on_capture=handler)
+    audit.configure_fit(1, ndarrays_to_parameters(g), None)
+    results = [(p, fit_res(_trained(i, g))) for i, p in enumerate(proxies)]
+    aggregated, _ = audit.aggregate_fit(1, results, [])
+    assert aggregated is not None and not audit.captures
+    assert [s["reason"] for s in audit.skipped] == [
+        "the audit's handler failed (RuntimeError('out of memory attacking a'))",
+        "the audit's handler failed (RuntimeError('out of memory attacking b'))",
+    ]
