@@ -92,7 +92,9 @@ def _init(m: nn.Module) -> None:
 
 
 def _training_images(data: str, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """All CIFAR-10 training images as uint8 (N, 3, 32, 32) plus labels, decoded once and cached."""
+    """All CIFAR-10 training images as uint8 (N, 3, 32, 32) plus labels, decoded once and cached. Only an
+    explicit training split is read: ``root/train/<class>/`` (the JPEG tree) or ``cifar-10-batches-py``'s
+    training batches; anything else is refused, so a test split is never trained on."""
     cached = cache / "cifar10_train_uint8.pt"
     if cached.is_file():
         blob = torch.load(cached, weights_only=True)
@@ -104,111 +106,59 @@ def _training_images(data: str, cache: Path) -> tuple[torch.Tensor, torch.Tensor
     from ..data import _root
 
     root = _root(data, "cifar10")
-    tree = root / "train" if (root / "train").is_dir() else root
-    ds = ImageFolder(str(tree))
-    xs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in ds.samples])
-    x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous()
-    y = torch.tensor([t for _, t in ds.samples])
+    if (root / "cifar-10-batches-py").is_dir():
+        from torchvision.datasets import CIFAR10
+
+        ds = CIFAR10(str(root), train=True, download=False)
+        x, y = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+    else:
+        tree = next((t for t in (root / "train", root / "cifar10" / "train") if t.is_dir()), None)
+        if tree is None:
+            raise FileNotFoundError(f"no CIFAR-10 training split under {root}: expected train/<class>/ or "
+                                    "cifar-10-batches-py/ (the prior is never trained on anything else)")  # fmt: skip
+        ds = ImageFolder(str(tree))
+        xs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in ds.samples])
+        x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous()
+        y = torch.tensor([t for _, t in ds.samples])
     cache.mkdir(parents=True, exist_ok=True)
     torch.save({"x": x, "y": y}, cached)
     return x, y
 
 
-def _grid(G: ConditionalDCGAN, path: Path, per_class: int = 8, seed: int = 0) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = torch.arange(G.num_classes).repeat_interleave(per_class)
-    was = G.training
-    G.eval()
-    with torch.no_grad():
-        imgs = G.render(0, G.initial_state(labels, torch.Generator().manual_seed(seed)))
-    G.train(was)
-    imgs = ((imgs + 1) / 2).clamp(0, 1).view(G.num_classes, per_class, 3, 32, 32)
-    grid = imgs.permute(0, 3, 1, 4, 2).reshape(G.num_classes * 32, per_class * 32, 3)
-    fig = plt.figure(figsize=(per_class * 0.5, G.num_classes * 0.5))
-    plt.imshow(grid.numpy())
-    plt.axis("off")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 def train(data: str, out: Path, iterations: int, batch_size: int = 64, seed: int = 0, every: int = 500,
           ema_decay: float = 0.999) -> Path:  # fmt: skip
     """Train (or resume) the conditional DCGAN; checkpoints in ``out/checkpoint.pt`` every ``every`` steps."""
+    from .training import sample_grid, train_gan
+
     out.mkdir(parents=True, exist_ok=True)
     x_all, y_all = _training_images(data, out)
     torch.manual_seed(seed)
     G, D = ConditionalDCGAN(), Discriminator()
     G_ema = ConditionalDCGAN()
-    G_ema.load_state_dict(G.state_dict())
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    start, seconds = 0, 0.0
-    ckpt = out / "checkpoint.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start, seconds = int(state["iteration"]), float(state["seconds"])
-        torch.set_rng_state(state["rng"])
-        print(f"[dcgan] resumed at iteration {start}", flush=True)
-    bce = nn.BCEWithLogitsLoss()
-    n = x_all.shape[0]
-    t0 = time.perf_counter()
-    for it in range(start, iterations):
-        idx = torch.randint(0, n, (batch_size,))
-        real = x_all[idx].float().div(127.5).sub(1)
-        flip = torch.rand(batch_size) < 0.5
-        real[flip] = real[flip].flip(-1)
-        y = y_all[idx]
-        fake = G.render(0, G.initial_state(y))
-        ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
-        loss_d = bce(D(real, y), ones) + bce(D(fake.detach(), y), zeros)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = bce(D(fake, y), ones)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.lerp_(p, 1 - ema_decay)
-            for be, b in zip(G_ema.buffers(), G.buffers()):
-                be.copy_(b)
-        done = it + 1
-        if done % every == 0 or done == iterations:
-            elapsed = seconds + time.perf_counter() - t0
-            torch.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "iteration": done,
-                        "seconds": elapsed, "rng": torch.get_rng_state()}, out / "checkpoint.partial")  # fmt: skip
-            (out / "checkpoint.partial").replace(ckpt)
-            print(f"[dcgan] {done}/{iterations} loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} "
-                  f"{elapsed:.0f} s", flush=True)  # fmt: skip
-            if done % (every * 10) == 0 or done == iterations:
-                _grid(G_ema, out / f"samples_{done:06d}.png")
-    return ckpt
+
+    def grid(G_ema: ConditionalDCGAN, done: int) -> None:
+        sample_grid(G_ema, out / f"samples_{done:06d}.png", list(range(G_ema.num_classes)))
+
+    return train_gan(G, D, G_ema, x_all, y_all, out, iterations, batch_size=batch_size, every=every,
+                     ema_decay=ema_decay, on_grid=grid, tag="dcgan")  # fmt: skip
 
 
-def export(checkpoint: Path, dest: Path, manifest_extra: dict) -> dict:
+def export(checkpoint: Path, dest: Path, manifest_extra: dict,
+           architecture: str = "gifd.generators.dcgan.ConditionalDCGAN(num_classes=10, latent_dim=100, width=64)",
+           ) -> dict:  # fmt: skip
     """Write the EMA generator as safetensors plus a manifest (sha256, command, data, iterations, seconds)."""
     from safetensors.torch import save_file
 
-    state = torch.load(checkpoint, weights_only=True)
+    from .training import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state["G_ema"].items()}, str(dest))
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     manifest = {
         "file": dest.name,
         "sha256": digest,
-        "architecture": "gifd.generators.dcgan.ConditionalDCGAN(num_classes=10, latent_dim=100, width=64)",
+        "architecture": architecture,
         "iterations": int(state["iteration"]),
         "training_seconds": round(float(state["seconds"]), 1),
         **manifest_extra,
@@ -217,50 +167,66 @@ def export(checkpoint: Path, dest: Path, manifest_extra: dict) -> dict:
     return manifest
 
 
-def load_bundled(path: Path | None = None) -> ConditionalDCGAN:
-    """The bundled CIFAR-10 prior (eval mode), checked against its manifest's sha256."""
+def load_checked(path: Path, cls: type[SequentialStaged]) -> SequentialStaged:
+    """A ``cls`` generator from the safetensors file ``path`` (eval mode), checked against its manifest's
+    sha256 when there is one; a file that is not safetensors, or whose tensors do not fit ``cls``, is refused
+    by name."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from ..models import load_state_dict_checked
 
-    path = path or PRIOR_DIR / "cifar10_dcgan.safetensors"
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"bundled prior not found: {path}")
+        raise FileNotFoundError(f"prior not found: {path}")
     manifest = path.with_suffix(".json")
     if manifest.is_file():
         want = json.loads(manifest.read_text())["sha256"]
         got = hashlib.sha256(path.read_bytes()).hexdigest()
         if got != want:
             raise ValueError(f"{path}: sha256 {got} does not match its manifest ({want})")
-    G = ConditionalDCGAN()
-    load_state_dict_checked(G, load_file(str(path)), what=str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a safetensors file of {cls.__name__} weights ({err})") from err
+    G = cls()
+    load_state_dict_checked(G, tensors, what=str(path))
     return G.eval()
+
+
+def load_bundled(path: Path | None = None) -> ConditionalDCGAN:
+    """The bundled CIFAR-10 prior (eval mode), checked against its manifest's sha256."""
+    return load_checked(path or PRIOR_DIR / "cifar10_dcgan.safetensors", ConditionalDCGAN)
 
 
 #: CIFAR-10 test images used for the projection PSNR: 256 evenly spaced indices (ImageFolder order)
 PROJECTION_INDICES = list(range(0, 10000, 39))[:256]
 
 
-def projection_quality(path: Path, data: str, steps: int = 500, starts: int = 4) -> dict:
-    """Mean projection PSNR of the prior at ``path`` on :data:`PROJECTION_INDICES`; recorded in its manifest."""
+def projection_quality(path: Path, data: str, steps: int = 500, starts: int = 4, *, dataset: str = "cifar10",
+                       indices: list[int] = PROJECTION_INDICES, load=load_bundled,
+                       description: str = "CIFAR-10 test, indices range(0, 10000, 39)[:256]") -> dict:  # fmt: skip
+    """Mean projection PSNR of the prior at ``path`` on ``indices`` of ``dataset`` (default: the CIFAR-10 test
+    images :data:`PROJECTION_INDICES`); recorded in its manifest."""
     from ..data import load_images
     from .projection import project
 
-    G = load_bundled(path)
-    images = load_images("cifar10", data, PROJECTION_INDICES).images
+    G = load(path)
+    data_set = load_images(dataset, data, indices)
     start = time.perf_counter()
-    result = project(G, images, steps=steps, starts=starts)
-    key = f"projection_psnr_cifar10_test_{len(PROJECTION_INDICES)}"
+    result = project(G, data_set.images, steps=steps, starts=starts)
+    split = "test" if dataset == "cifar10" else "val"
+    key = f"projection_psnr_{dataset}_{split}_{len(indices)}"
     quality = {
         key: round(float(result.psnr.mean()), 3),
-        "projection": {"images": "CIFAR-10 test, indices range(0, 10000, 39)[:256]", "steps": steps,
+        "projection": {"images": description, "steps": steps,
                        "starts": starts, "optimised": "z and softmax class conditioning, pixel MSE, Adam 0.05",
                        "seconds": round(time.perf_counter() - start, 1),
                        "psnr_std": round(float(result.psnr.std()), 3)},
     }  # fmt: skip
-    manifest_path = path.with_suffix(".json")
+    manifest_path = Path(path).with_suffix(".json")
     manifest = json.loads(manifest_path.read_text())
-    if manifest["sha256"] != hashlib.sha256(path.read_bytes()).hexdigest():
+    if manifest["sha256"] != hashlib.sha256(Path(path).read_bytes()).hexdigest():
         raise ValueError(f"{manifest_path} does not describe {path}")
     manifest.update(quality)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
