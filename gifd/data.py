@@ -11,9 +11,12 @@ server knows. Nothing is ever downloaded; ``.tar.gz`` archives are extracted onc
   folders, or a ``.tar.gz`` of that tree.
 * ``imagefolder``: any ``root/<class>/<image>`` tree, in torchvision's ImageFolder order.
 * ``tinyimagenet``: ``tiny-imagenet-200`` (``val/images``, ``val/val_annotations.txt``, ``wnids.txt``) or a
-  ``.tar.gz`` of it; labels index the sorted wnids.
-* ``mnist``: the test idx files (``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``);
-  28x28 digits resized to 32x32, one channel.
+  ``.tar.gz`` of it; labels index the sorted wnids. ``split="train"`` reads ``train/<wnid>/images/`` instead
+  (class by class), for tuning on images that are never attacked.
+* ``mnist``: the test idx files (``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``), or the
+  training ones with ``split="train"``; 28x28 digits resized to 32x32, one channel.
+
+``split`` is ``test`` by default (Tiny-ImageNet: its val split); ``samples`` and ``imagefolder`` have none.
 """
 
 from __future__ import annotations
@@ -128,10 +131,28 @@ def _root(data_root, dataset: str) -> Path:
     return root
 
 
+def _archive_id(archive: Path) -> str:
+    """The archive's identity: its size and the sha256 of its first and last MiB (fast on large archives)."""
+    import hashlib
+
+    size = archive.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(archive, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
 def _extract(archive: Path) -> Path:
-    """Extract ``archive`` once into the cache; a marker file says the extraction finished."""
+    """Extract ``archive`` once into the cache, in a folder named by the archive's name *and* content, so that
+    another archive of the same name is never mistaken for it; a marker file says the extraction finished. An
+    archive that cannot be read is an error naming it (nothing is marked complete)."""
+    import zlib
+
     stem = archive.name.split(".tar")[0].removesuffix(".tgz")
-    dest = cache_dir() / "data" / stem
+    dest = cache_dir() / "data" / f"{stem}-{_archive_id(archive)}"
     marker = dest / ".complete"
     if marker.exists():
         return dest
@@ -139,8 +160,12 @@ def _extract(archive: Path) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"{archive} cannot be extracted as a .tar(.gz) archive: {err}") from None
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
@@ -198,24 +223,50 @@ def _cifar10(root: Path, indices, size: int, split: str):
     raise FileNotFoundError(f"no CIFAR-10 found under {root}: expected cifar-10-batches-py/ or {split}/<class>/")
 
 
-def _tinyimagenet(root: Path, indices, size: int):
+def _tinyimagenet(root: Path, indices, size: int, split: str):
+    if split not in ("test", "val", "train"):
+        raise ValueError(f"split must be 'val' (or 'test', the same) or 'train' for tinyimagenet, not {split!r}")
     base = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    if split == "train":
+        return _tinyimagenet_train(root, base, indices, size)
     ann = base / "val" / "val_annotations.txt"
     if not ann.is_file():
         raise FileNotFoundError(f"no Tiny-ImageNet validation set under {root}: missing {ann}")
     rows = [line.split("\t")[:2] for line in ann.read_text().splitlines() if line.strip()]
     rows.sort(key=lambda r: int(r[0].split("_")[1].split(".")[0]))  # val_0, val_1, ... order
     wnids = sorted({w for _, w in rows})
+    names = _words(base)
+    indices = _check_indices(indices, len(rows), "Tiny-ImageNet val")
+    imgs = [_square_resize(_read_image(base / "val" / "images" / rows[i][0], 3), size) for i in indices]
+    labels = [wnids.index(rows[i][1]) for i in indices]
+    return imgs, labels, [names.get(w, w) for w in wnids], indices
+
+
+def _words(base: Path) -> dict[str, str]:
     names = {}
     words = base / "words.txt"
     if words.is_file():
         for line in words.read_text().splitlines():
             k, _, v = line.partition("\t")
             names[k] = v.split(",")[0]
-    indices = _check_indices(indices, len(rows), "Tiny-ImageNet val")
-    imgs = [_square_resize(_read_image(base / "val" / "images" / rows[i][0], 3), size) for i in indices]
-    labels = [wnids.index(rows[i][1]) for i in indices]
-    return imgs, labels, [names.get(w, w) for w in wnids], indices
+    return names
+
+
+def _tinyimagenet_train(root: Path, base: Path, indices, size: int):
+    """The training split: ``train/<wnid>/images/<wnid>_<n>.JPEG``, indexed class by class (sorted wnids,
+    then ``n``), so index ``500 * k + n`` is image ``n`` of class ``k`` in the 500-per-class archive."""
+    train = base / "train"
+    if not train.is_dir():
+        raise FileNotFoundError(f"no Tiny-ImageNet training split under {root}: missing {train}")
+    wnids = sorted(d.name for d in train.iterdir() if (d / "images").is_dir())
+    files = []
+    for k, wnid in enumerate(wnids):
+        found = sorted((train / wnid / "images").glob("*.JPEG"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        files += [(p, k) for p in found]
+    indices = _check_indices(indices, len(files), "Tiny-ImageNet train")
+    imgs = [_square_resize(_read_image(files[i][0], 3), size) for i in indices]
+    names = _words(base)
+    return imgs, [files[i][1] for i in indices], [names.get(w, w) for w in wnids], indices
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -229,13 +280,16 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _mnist(root: Path, indices, size: int):
+def _mnist(root: Path, indices, size: int, split: str):
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train' for mnist, not {split!r}")
+    prefix = "t10k" if split == "test" else "train"
     found = None
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"):
+    for name in (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images-idx3-ubyte"):
         if (root / name).is_file():
             found = root / name
     if found is None:
-        raise FileNotFoundError(f"no MNIST test images (t10k-images-idx3-ubyte[.gz]) under {root}")
+        raise FileNotFoundError(f"no MNIST {split} images ({prefix}-images-idx3-ubyte[.gz]) under {root}")
     x = _read_idx(found)
     y = _read_idx(Path(str(found).replace("images-idx3", "labels-idx1")))
     indices = _check_indices(indices, len(x), "MNIST")
@@ -254,6 +308,8 @@ def load_images(
     """Load the client images ``indices`` of ``dataset`` (see the module docstring for the layouts)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    if dataset in ("samples", "imagefolder") and split != "test":
+        raise ValueError(f"dataset {dataset!r} has no splits: split must be 'test' (the default), not {split!r}")
     if dataset == "samples":
         size = image_size or 32
         imgs, indices, classes = _samples(indices, size)
@@ -268,14 +324,14 @@ def load_images(
         stats, channels = CIFAR10_STATS, 3
     elif dataset == "tinyimagenet":
         size = image_size or 64
-        imgs, labels, classes, indices = _tinyimagenet(_root(data_root, dataset), indices, size)
+        imgs, labels, classes, indices = _tinyimagenet(_root(data_root, dataset), indices, size, split)
         stats, channels = IMAGENET_STATS, 3
     else:
         size = image_size or 32
         root = Path(data_root).expanduser() if data_root is not None else _root(None, dataset)
         if not root.exists():
             raise FileNotFoundError(f"data root for 'mnist' does not exist: {root}")
-        imgs, labels, classes, indices = _mnist(root, indices, size)
+        imgs, labels, classes, indices = _mnist(root, indices, size, split)
         stats, channels = MNIST_STATS, 1
     task = FLTask(image_shape=(channels, size, size), num_classes=len(classes), mean=stats[0], std=stats[1])
     return ImageSet(dataset, torch.stack(imgs), torch.tensor(labels, dtype=torch.long), indices, classes, task)

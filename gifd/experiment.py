@@ -15,7 +15,6 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import statistics
 import time
@@ -25,11 +24,14 @@ from pathlib import Path
 import torch
 
 from .attacks import ATTACKS, GENERATIVE, make_attack
+from .cache import attack_cache_path, load_attack, load_mapping, mapping_cache_path, save_attack, save_mapping
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
+from .keys import attack_parts
 from .labels import infer_labels
 from .metrics import evaluate_batch, hungarian_match
 from .models import make_model
+from .presets import attack_overrides
 from .provenance import versions, write_json
 
 __all__ = ["ExperimentParams", "Comparison", "run_comparison", "summarise"]
@@ -70,6 +72,8 @@ class ExperimentParams:
     stage_rows: bool = False
     resume: bool = True
     cache_dir: str | None = None  # where finished attacks are kept (default out_dir/attacks)
+    preset: str = "tuned"  # attack settings: "tuned" (gifd.presets.TUNED where tuned) or "paper"
+    attack_config: dict | None = None  # method -> config overrides on top of the preset (tuning runs)
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
@@ -80,19 +84,40 @@ class ExperimentParams:
         return cls(**params).validated()
 
     def validated(self) -> ExperimentParams:
+        from .checks import check_types
+
+        self.methods = [self.methods] if isinstance(self.methods, str) else self.methods
+        self.indices = [self.indices] if isinstance(self.indices, int) and not isinstance(self.indices, bool) else (
+            self.indices)  # fmt: skip
+        check_types(self)
+        self.methods, self.indices = list(self.methods), [int(i) for i in self.indices]
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {DATASETS}")
-        self.methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
         bad = [m for m in self.methods if m not in ATTACKS]
         if bad:
             raise ValueError(f"unknown method {bad[0]!r}; choose from {sorted(ATTACKS)}")
         if not self.methods:
             raise ValueError("methods is empty")
-        self.indices = [int(i) for i in ([self.indices] if isinstance(self.indices, int) else self.indices)]
+        if not self.indices:
+            raise ValueError("indices is empty")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size > len(self.indices) or len(self.indices) % self.batch_size:
+            raise ValueError(f"batch_size {self.batch_size} does not split the {len(self.indices)} images of indices "
+                             "into whole batches")  # fmt: skip
         if self.budget < 2:
             raise ValueError(f"budget must be >= 2, got {self.budget}")
+        from .presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
+        for method, overrides in (self.attack_config or {}).items():
+            if method not in ATTACKS:
+                raise ValueError(f"attack_config names unknown method {method!r}; choose from {sorted(ATTACKS)}")
+            known = {f.name for f in fields(ATTACKS[method].Config)}
+            bad = sorted(set(overrides) - known)
+            if bad:
+                raise ValueError(f"attack_config[{method!r}]: unknown parameter {bad[0]!r}; known: {sorted(known)}")
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -189,6 +214,11 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     """Attack every batch of the selected images with every method; write ``out_dir/results.json``."""
     p = params if isinstance(params, ExperimentParams) else ExperimentParams.from_dict(params)
     p.validated()
+    from .checks import writable_dir
+
+    out_dir = writable_dir(p.out_dir)
+    if p.cache_dir:
+        writable_dir(p.cache_dir, "cache_dir")
     start, started_versions = time.perf_counter(), versions()
     device = torch.device(p.device)
     data = load_images(p.dataset, p.data_root, p.indices, image_size=p.image_size, split=p.split)
@@ -207,7 +237,6 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         from .generators import load_generator
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
-    out_dir = Path(p.out_dir)
     rows: list[dict] = []
     recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
     kept: dict[str, list] = {m: [] for m in p.methods}
@@ -231,15 +260,17 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         for method in p.methods:
             overrides = {"budget": p.budget, "seed": p.seed + b, "label_strategy": p.label_strategy,
                          "progress": p.progress}  # fmt: skip
-            if p.restarts is not None:
-                overrides["restarts"] = p.restarts
+            overrides.update(attack_overrides(method, preset=p.preset, restarts=p.restarts,
+                                              generator=generator if method in GENERATIVE else None,
+                                              attack_config=p.attack_config))  # fmt: skip
             if method in GENERATIVE:
                 overrides["generator"] = generator
                 if mapping is not None:
                     overrides["gen_labels"] = mapping
                     overrides["budget"] = p.budget - mapping.evaluations
                 if method == "gifd":
-                    overrides.update(radii=p.gifd_radii, last_stage=p.gifd_last_stage)
+                    overrides.update({k: v for k, v in (("radii", p.gifd_radii), ("last_stage", p.gifd_last_stage))
+                                      if v is not None})  # fmt: skip
             attack = make_attack(method, model, task, **overrides)
             cache = attack_cache_path(out_dir, p, attack, idx) if p.resume else None
             result = load_attack(cache)
@@ -257,7 +288,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                 model=eval_model, task=task, lpips=lpips_model,
             )  # fmt: skip
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
-            attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions")})
+            attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions"),
+                                     "config": json.loads(json.dumps(attack_parts(attack), default=str))})  # fmt: skip
             kept[method].append(result)
             rows += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:
@@ -265,191 +297,6 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     results = write_results(out_dir, rows, p.methods, asdict(p), start, started_versions, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)
-
-
-# Every finished (method, batch) attack is saved under ``out_dir/attacks/``, keyed by the parameters that
-# determine it, so an interrupted run resumes, several processes can share one run (each given a subset of the
-# methods), and rerunning a notebook to redraw its figure costs nothing. Parameters that do not change the
-# attack (methods, out_dir, progress, lpips, stage_rows, resume) are not part of the key; the attack's own
-# configuration is. A change to an attack's *code* is not: run with ``resume=False`` (or delete
-# ``out_dir/attacks``) after one.
-_NOT_IN_KEY = {"methods", "out_dir", "progress", "lpips", "stage_rows", "resume", "cache_dir"}
-
-
-def attack_cache_path(out_dir: Path, p: ExperimentParams, attack, indices: list[int]) -> Path:
-    """Where the result of ``attack`` on the batch ``indices`` is kept; the key covers the run's parameters,
-    the attack's full configuration and the settings it resolved from presets (GIFD's radii, K, steps)."""
-    skip = set() if attack.name in GENERATIVE else {"generator", "label_mapping", "mapping_probes"}
-    resolved = {k: v for k, v in vars(attack).items() if isinstance(v, (bool, int, float, str, tuple, list))}
-    config = {k: v for k, v in _plain(asdict(attack.config)).items() if k != "progress"}
-    return _cache_path(out_dir, p, attack.name, indices, skip, method=attack.name, config=config, resolved=resolved)
-
-
-def mapping_cache_path(out_dir: Path, p: ExperimentParams, indices: list[int]) -> Path:
-    """Where the ``search`` label mapping chosen for the batch ``indices`` is kept (it costs gradient-matching
-    evaluations, so a redraw from the attack cache should not repeat it; the other mappings are free)."""
-    return _cache_path(out_dir, p, "mapping", indices, set(), kind="label_mapping")
-
-
-def _cache_path(out_dir: Path, p: ExperimentParams, prefix: str, indices: list[int], skip: set, **extra) -> Path:
-    # GIFD's radii and K are in the attack's own configuration; the mapping does not depend on them
-    skip = _NOT_IN_KEY | {"gifd_radii", "gifd_last_stage"} | skip
-    key = {k: v for k, v in asdict(p).items() if k not in skip}
-    key.update(indices=list(indices), **extra)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    folder = Path(p.cache_dir) if p.cache_dir else Path(out_dir) / "attacks"
-    return folder / f"{prefix}-{indices[0]}-{digest}.pt"
-
-
-def _save_cached(path: Path, record) -> None:
-    """Write a dataclass record atomically (a killed run never leaves a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: _plain(v) for k, v in asdict(record).items()}, tmp)
-    tmp.replace(path)
-
-
-def _load_cached(path: Path | None, cls):
-    """The ``cls`` record cached at ``path`` (read with ``weights_only=True``), or ``None`` when there is none."""
-    if path is None or not path.is_file():
-        return None
-    return cls(**torch.load(path, weights_only=True))
-
-
-def save_mapping(path: Path, mapping) -> None:
-    _save_cached(path, mapping)
-
-
-def load_mapping(path: Path | None):
-    """The cached :class:`~gifd.label_mapping.LabelMap` at ``path``, or ``None`` when there is none."""
-    from .label_mapping import LabelMap
-
-    return _load_cached(path, LabelMap)
-
-
-def _plain(obj):
-    """``obj`` reduced to what ``torch.load(weights_only=True)`` reads back (tensors, numbers, strings,
-    lists, dicts); anything else (callables, modules) becomes ``None``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    for kind in (bool, int, float, str):  # subclasses (torch's TorchVersion is a str) become their base
-        if isinstance(obj, kind):
-            return kind(obj)
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    return None
-
-
-def save_attack(path: Path, result) -> None:
-    """Write one attack's result atomically (a killed run never leaves a half-written file)."""
-    _save_cached(path, result)
-
-
-def load_attack(path: Path | None):
-    """The cached :class:`~gifd.attacks.base.AttackResult` at ``path``, or ``None`` when there is none."""
-    from .attacks.base import AttackResult
-
-    return _load_cached(path, AttackResult)
-
-
-#: Settings two runs must share for their rows to sit in one table.
-COMPARABLE = ("dataset", "indices", "batch_size", "budget", "seed", "model", "bn_mode", "protocol", "local_steps",
-              "local_lr", "local_batch_size", "label_strategy", "image_size", "split")  # fmt: skip
-
-
-def merge_results(paths: list[str | Path]) -> dict:
-    """One results dictionary from several runs' ``results.json`` on the same images and settings
-    (:data:`COMPARABLE`; a mismatch is an error naming the setting). A method in several runs is kept from
-    the first. ``sources`` records each run's directory, commit and methods."""
-    runs = []
-    for path in paths:
-        file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"no results.json at {file}")
-        runs.append((file, json.loads(file.read_text())))
-    if not runs:
-        raise ValueError("no runs to merge")
-    first_file, first = runs[0]
-    for file, res in runs[1:]:
-        for key in COMPARABLE:
-            a, b = first["params"].get(key), res["params"].get(key)
-            if a != b:
-                raise ValueError(f"{file} differs from {first_file} in {key!r}: {b!r} vs {a!r}; not comparable")
-    rows, methods, sources = [], [], []
-    for file, res in runs:
-        mine = [m for m in res["mean"] if m not in methods]
-        rows += [r for r in res["rows"] if r["method"] in mine]
-        methods += mine
-        sources.append({"results": str(file), "methods": mine, "git_commit": res["versions"].get("git_commit")})
-    mean, std = summarise(rows, methods)
-    params = {k: first["params"].get(k) for k in COMPARABLE}
-    return {"rows": rows, "mean": mean, "std": std, "params": params, "sources": sources}
-
-
-REFERENCE_KEYS = ("dataset", "data_root", "indices", "batch_size", "budget", "seed", "model", "restarts")
-# settings a defenses-grid job does not vary: a reference run must have kept them at their defaults
-REFERENCE_DEFAULTS = ("bn_mode", "protocol", "label_strategy", "image_size", "split")
-
-
-def undefended_rows(paths: list[str | Path], params: dict) -> tuple[list[dict], list[dict]]:
-    """The undefended cells of a defenses grid taken from earlier comparison runs (``results.json`` of
-    :func:`run_comparison`) instead of recomputing them: rows ``attack@none`` for the grid's attacks, and one
-    source entry per run. A run is accepted only if it made the same client updates and attacks as the grid's
-    undefended jobs would (:data:`REFERENCE_KEYS` equal to ``params``, :data:`REFERENCE_DEFAULTS`, the same
-    generator for generative attacks); otherwise the error names the differing setting. Call it before the
-    grid runs, so that a wrong reference fails before hours of attacks."""
-    if paths and params.get("baseline", True):
-        raise ValueError("undefended_from is given and baseline=True: the undefended cells would come twice")
-    rows, sources = [], []
-    for path in paths:
-        file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
-        if not file.is_file():
-            raise FileNotFoundError(f"undefended_from: no results.json at {file}")
-        ref = json.loads(file.read_text())
-        rp = ref["params"]
-        defaults = ExperimentParams()
-        expected = {
-            **{k: params.get(k) for k in REFERENCE_KEYS},
-            **{k: getattr(defaults, k) for k in REFERENCE_DEFAULTS},
-        }
-        for key, want in expected.items():
-            if rp.get(key) != want:
-                raise ValueError(f"undefended_from {file}: {key!r} is {rp.get(key)!r}, the grid has {want!r}")
-        mine = []
-        for attack in params.get("methods", []):
-            if attack in ref["mean"] and attack not in {r["attack"] for r in rows}:
-                if attack in GENERATIVE and rp.get("generator") != params.get("generator", "bundled"):
-                    raise ValueError(f"undefended_from {file}: generator {rp.get('generator')!r} differs")
-                mine.append(attack)
-                rows += [{**{k: r[k] for k in ("image", "psnr", "ssim", "lpips", "label_acc", "seconds", "score")},
-                          "method": f"{attack}@none", "attack": attack, "defense": None, "strength": None,
-                          "seed": rp["seed"], "source": str(file)}
-                         for r in ref["rows"] if r["method"] == attack]  # fmt: skip
-        sources.append({"results": str(file), "attacks": mine, "git_commit": ref["versions"].get("git_commit")})
-    return rows, sources
-
-
-def defense_results(records: list[dict], params: dict, start: float, out_dir: str | Path,
-                    undefended: tuple[list[dict], list[dict]] = ([], [])) -> dict:  # fmt: skip
-    """``results.json`` of a defenses grid: one row per (attack, defense, strength, image), whose ``method``
-    is ``attack@defense=strength`` (``attack@none`` undefended), plus ``attack``, ``defense``, ``strength``.
-    ``undefended``: the undefended rows and their sources taken from earlier runs (:func:`undefended_rows`)."""
-    rows, sources = list(undefended[0]), undefended[1]
-    both = {r["attack"] for r in rows} & {rec["attack"] for rec in records if rec["defense"] is None}
-    if both:
-        raise ValueError(f"undefended cells of {sorted(both)} both in the grid and in undefended_from; pick one")
-    for rec in records:
-        method = rec["attack"] + ("@none" if rec["defense"] is None else f"@{rec['defense']}={rec['strength']:g}")
-        for i, image in enumerate(rec["images"]):
-            rows.append({"method": method, "image": image, "attack": rec["attack"], "defense": rec["defense"],
-                         "strength": rec["strength"], "seed": rec["seed"], "psnr": rec["psnr"][i],
-                         "ssim": rec["ssim"][i], "lpips": rec["lpips"][i], "label_acc": rec["label_acc"][i],
-                         "seconds": rec["seconds"] / len(rec["images"]), "score": rec["score"],
-                         **{k: rec[k] for k in ("epsilon", "delta") if k in rec}})  # fmt: skip
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    return write_results(Path(out_dir), rows, methods, params, start, **({"sources": sources} if sources else {}))
 
 
 def provenance(notebook: str, params: dict | ExperimentParams) -> dict:
@@ -493,13 +340,22 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
         from .perceptual import load_lpips
 
         lpips_model = load_lpips("alex")
+    from .checks import writable_dir
+
     start = time.perf_counter()
-    out_dir = Path(base.out_dir)
+    out_dir = writable_dir(base.out_dir)
+    # one attack cache for all variants: variants that amount to the same attack share its result
+    subs_params = {name: {**asdict(base), **overrides, "out_dir": str(out_dir / name),
+                          "cache_dir": base.cache_dir or str(out_dir / "attacks")}
+                   for name, overrides in variants.items()}  # fmt: skip
+    for name, sub in subs_params.items():  # every variant is checked before the first attack runs
+        try:
+            ExperimentParams.from_dict(sub)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"variant {name!r}: {err}") from None
     rows, recon, data, subs = [], {}, None, {}
     for name, overrides in variants.items():
-        # one attack cache for all variants: variants that amount to the same attack share its result
-        sub = {**asdict(base), **overrides, "out_dir": str(out_dir / name),
-               "cache_dir": base.cache_dir or str(out_dir / "attacks")}  # fmt: skip
+        sub = subs_params[name]
         comp = run_comparison(sub, lpips_model=lpips_model)
         data = comp.data
         subs[name] = overrides

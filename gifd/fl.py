@@ -143,8 +143,18 @@ class SharedUpdate:
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], kind: UpdateKind = "gradient", **kw) -> SharedUpdate:
-        """Wrap an update captured elsewhere (a name -> tensor mapping, e.g. from a Flower client)."""
-        return cls(kind, tuple(tensors), tuple(t.detach() for t in tensors.values()), **kw)
+        """Wrap an update captured elsewhere (a name -> tensor mapping, e.g. from a Flower client); NumPy arrays
+        are converted, anything else is refused by name."""
+        if not isinstance(tensors, dict):
+            raise TypeError(f"from_tensors takes a name -> tensor mapping, not {type(tensors).__name__}")
+        out = []
+        for name, t in tensors.items():
+            if not torch.is_tensor(t):
+                if type(t).__module__ != "numpy" or not hasattr(t, "dtype"):
+                    raise TypeError(f"update entry {name!r} is a {type(t).__name__}, not a tensor or NumPy array")
+                t = torch.from_numpy(t)
+            out.append(t.detach())
+        return cls(kind, tuple(tensors), tuple(out), **kw)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, self.tensors))

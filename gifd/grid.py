@@ -1,7 +1,9 @@
 """Grids of independent jobs (attacks x defenses x strengths x images x seeds), resumable, in-process or on Ray.
 
-Each finished job appends one JSON record to ``out_dir/records.jsonl`` (flushed and fsynced), keyed by the
-job's parameters. Running the same grid again skips every job that has a record, so a run killed half-way
+Each finished job appends one JSON record to ``out_dir/records.jsonl`` (flushed and fsynced), keyed by
+:func:`gifd.keys.result_key` over everything that determines it: the job's own fields, every shared setting
+(``context``: data, model, budget, ...) and the attack's resolved configuration (``configs``). Running the
+same grid again skips every job that has a record, so a run killed half-way
 loses only the jobs in flight; a half-written last line is ignored. With ``backend="ray"`` every job is a Ray
 task (one GPU each where GPUs exist), retried if its worker dies; ``address`` joins an existing cluster.
 The same seeds give the same records on both backends.
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "defense_job", "job_images", "cell_strips"]
+__all__ = ["Job", "make_grid", "run_grid", "load_records", "BACKENDS", "job_images", "cell_strips", "image_path"]
 
 BACKENDS = ("inprocess", "ray")
 
@@ -34,23 +36,36 @@ class Job:
     strength: float | None
     images: tuple[int, ...]
     seed: int
-    context: tuple = field(default=(), compare=False)  # shared settings (sorted items), not part of the key
+    context: tuple = field(default=(), compare=False)  # shared settings (sorted items)
+    config: str = field(default="", compare=False)  # the attack's resolved configuration (JSON), if known
 
     @property
     def key(self) -> str:
-        return json.dumps([self.attack, self.defense, self.strength, list(self.images), self.seed])
+        """:func:`gifd.keys.result_key` of the settings, the job's fields and the attack's configuration."""
+        from .keys import result_key
+
+        parts = {"attack": self.attack, "defense": self.defense, "strength": self.strength,
+                 "images": list(self.images), "seed": self.seed}  # fmt: skip
+        if self.config:
+            parts["attack_config"] = json.loads(self.config)
+        return result_key(self.settings(), **parts)
 
     def settings(self) -> dict:
         return dict(self.context)
 
 
 def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, images: list[int], batch_size: int,
-              seeds: Iterable[int] = (0,), baseline: bool = True, **context) -> list[Job]:  # fmt: skip
+              seeds: Iterable[int] = (0,), baseline: bool = True, configs: dict[str, dict] | None = None,
+              **context) -> list[Job]:  # fmt: skip
     """The cross product; ``defenses`` maps a defense name to its strengths (``"none"`` or ``{}``: undefended).
     ``baseline`` adds the undefended cell. Batch ``b`` of seed ``s`` is attacked with seed ``s + b``.
-    ``context`` holds the settings every job shares (dataset, model, budget, ...)."""
+    ``context`` holds the settings every job shares (dataset, model, budget, ...); ``configs`` maps an attack to
+    what identifies it beyond them (:func:`gifd.defense_grid.attack_config`). Both enter the jobs' keys."""
+    attacks = list(attacks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size > len(images) or len(images) % batch_size:
+        raise ValueError(f"the {len(images)} images do not split into batches of {batch_size}")
     batches = [tuple(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     cells: list[tuple[str | None, float | None]] = [(None, None)] if baseline else []
     for name, strengths in (defenses or {}).items():
@@ -63,8 +78,9 @@ def make_grid(attacks: Iterable[str], defenses: dict[str, list[float]] | None, i
     if not cells:
         raise ValueError("the grid is empty: no defenses and baseline=False")
     # batch b of seed s attacks with seed s + b, as run_comparison does (so its runs can supply the baseline)
-    return [Job(a, d, s, batch, seed + b, ctx) for a in attacks for d, s in cells for b, batch in enumerate(batches)
-            for seed in seeds]  # fmt: skip
+    cfg = {a: json.dumps((configs or {}).get(a) or {}, sort_keys=True, default=str) if configs else "" for a in attacks}
+    return [Job(a, d, s, batch, seed + b, ctx, cfg[a]) for a in attacks for d, s in cells
+            for b, batch in enumerate(batches) for seed in seeds]  # fmt: skip
 
 
 def load_records(out_dir: str | Path) -> dict[str, dict]:
@@ -140,7 +156,7 @@ def run_grid(jobs: list[Job], job_fn: Callable[[Job], dict], out_dir: str | Path
 def _record(job: Job, job_fn: Callable[[Job], dict]) -> dict:
     start = time.perf_counter()
     result = job_fn(job)
-    return {"key": job.key, **{k: v for k, v in asdict(job).items() if k != "context"},
+    return {"key": job.key, **{k: v for k, v in asdict(job).items() if k not in ("context", "config")},
             "images": list(job.images), **result, "job_seconds": time.perf_counter() - start}  # fmt: skip
 
 
@@ -173,61 +189,3 @@ def cell_strips(image_dir: str | Path, jobs: list[Job]) -> list[tuple[str, torch
         if all(i is not None for i in images):
             rows.append((f"{attack} " + ("none" if defense is None else f"{defense} {strength:g}"), torch.cat(images)))
     return rows
-
-
-def defense_job(job: Job) -> dict:
-    """The defenses experiment's job: client update on ``job.images``, the defense, the attack, evaluation.
-
-    Settings (``job.context``): ``dataset``, ``data_root``, ``model``, ``budget``, ``restarts``, ``generator``,
-    ``label_strategy``, ``lpips``, ``device`` (``auto``, the default: the worker's GPU when it has one).
-    Returns the metrics per image (lists) and their means."""
-    import torch
-
-    from .attacks import GENERATIVE, make_attack
-    from .data import load_images
-    from .defenses import Defense, defend
-    from .fl import client_update
-    from .metrics import evaluate_batch
-    from .models import make_model
-
-    s = job.settings()
-    device = s.get("device", "auto")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    data = load_images(s.get("dataset", "samples"), s.get("data_root"), list(job.images))
-    task = data.task
-    model = make_model(s.get("model", "resnet18"), task.num_classes, in_channels=task.image_shape[0],
-                       seed=s.get("model_seed", 123)).to(device)  # fmt: skip
-    images, labels = data.images.to(device), data.labels.to(device)
-    update = client_update(model, task, images, labels)
-    if job.defense is not None:
-        update = defend(update, Defense(job.defense, job.strength), model=model, task=task, images01=images,
-                        labels=labels, seed=job.seed)  # fmt: skip
-    kw = {"budget": s.get("budget", 200), "seed": job.seed, "progress": False,
-          "label_strategy": s.get("label_strategy", "auto")}  # fmt: skip
-    if s.get("restarts"):
-        kw["restarts"] = s["restarts"]
-    if job.attack in GENERATIVE:
-        from .generators import load_generator
-
-        kw["generator"] = load_generator(s.get("generator", "bundled"), num_classes=task.num_classes).to(device)
-    torch.manual_seed(job.seed)
-    result = make_attack(job.attack, model, task, **kw)(update)
-    model = model.cpu()
-    lp = None
-    if s.get("lpips", True):
-        from .perceptual import load_lpips
-
-        lp = load_lpips("alex")
-    rows = evaluate_batch(
-        result.images.cpu(), result.labels.cpu(), data.images, data.labels, model=model, task=task, lpips=lp
-    )
-    if s.get("image_dir"):
-        path = image_path(s["image_dir"], job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save((result.images.cpu() * 255).round().to(torch.uint8), path)
-    out = {k: [r[k] for r in rows] for k in ("psnr", "ssim", "lpips", "label_acc")}
-    out.update({f"mean_{k}": (sum(v) / len(v) if None not in v else None) for k, v in out.items()})
-    out.update(score=result.score, evaluations=result.evaluations, seconds=result.seconds)
-    if update.defense and "epsilon" in update.defense:  # DP-SGD: its privacy guarantee
-        out.update(epsilon=update.defense["epsilon"], delta=update.defense["delta"])
-    return out

@@ -131,16 +131,28 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], wh
     model.load_state_dict(state, strict=True)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a local file without unpickling code (safetensors or ``weights_only=True``)."""
+def load_checkpoint(path: str | Path, safe_globals: tuple = ()) -> dict[str, torch.Tensor]:
+    """Read a state dict from a local file without unpickling code (safetensors or ``weights_only=True``;
+    ``safe_globals``: plain classes a checkpoint format is known to pickle beside its tensors). A file that is
+    neither is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a zip or legacy torch file, or one that pickles code: pickle/zip/key errors
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{path} is not a PyTorch checkpoint of tensors that can be read without unpickling code "
+                         f"({type(err).__name__}: {first})") from None  # fmt: skip
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

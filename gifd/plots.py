@@ -12,13 +12,17 @@ __all__ = ["reconstruction_grid", "results_table", "save_figure"]
 
 
 def save_figure(fig, path: str | Path, provenance: dict | None = None) -> Path:
-    """Save ``fig`` as PNG with ``provenance`` (notebook, parameters, git commit) in its text metadata."""
+    """Save ``fig`` as PNG with ``provenance`` (notebook, parameters, git commit) in its text metadata, and close
+    it, so that a notebook cell that also returns ``fig`` shows it once (not again by the inline backend)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"Software": "gifd"}
     if provenance:
         meta["Description"] = json.dumps(provenance, default=str)
     fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     return path
 
 

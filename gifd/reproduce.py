@@ -40,6 +40,17 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+def check_parameters(notebook: str, params: dict, run: str = "") -> None:
+    """Refuse a parameter the notebook's parameters cell does not define (papermill would only warn)."""
+    import papermill as pm
+
+    known = pm.inspect_notebook(str(NOTEBOOKS / notebook))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise SystemExit(f"error: unknown parameter {unknown[0]!r} for {notebook}" + (f" (run {run!r})" if run else "")
+                         + f"; its parameters are {sorted(known)}")  # fmt: skip
+
+
 def run_figures(only: list[str] | None, overrides: dict, include_data: bool = False) -> None:
     import papermill as pm
 
@@ -51,6 +62,8 @@ def run_figures(only: list[str] | None, overrides: dict, include_data: bool = Fa
     unknown = [n for n in names if n not in table]
     if unknown:
         raise SystemExit(f"unknown run {unknown[0]!r}; known: {sorted(table)}")
+    for name in names:  # every parameter is checked against its notebook before the first run starts
+        check_parameters(table[name]["notebook"], {**table[name]["parameters"], **overrides}, name)
     executed = ROOT / "build" / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -78,6 +91,7 @@ def nbval_prepare(dest: Path) -> None:
     if missing:
         raise SystemExit(f"notebook {missing[0]} has no test parameters in notebooks/runs.json")
     for name in notebooks:
+        check_parameters(name, tests[name])
         nb = load_notebook_node(str(NOTEBOOKS / name))
         nb = parameterize_notebook(nb, tests[name])
         nbformat.write(nb, dest / name)
@@ -98,7 +112,7 @@ def strip_outputs() -> None:
 
 
 def merged_table(runs: list[str], out: Path | None) -> str:
-    from .experiment import merge_results
+    from .merge import merge_results
     from .plots import results_table
     from .provenance import write_json
 

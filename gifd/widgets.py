@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["explore"]
+__all__ = ["explore", "title_of"]
+
+
+def title_of(result, stage: int) -> str:
+    """The explorer's title for ``result`` at ``stage`` (GIFD: that stage's score and restart scores)."""
+    stages = result.extras.get("stage_images")
+    score = result.extras["stage_scores"][stage] if stages else result.score
+    restarts = result.extras["stage_restart_scores"][stage] if stages else result.restart_scores
+    where = f"stage {stage}: " if stages else ""
+    return f"{where}gradient distance {score:.4f}; restart scores {[round(s, 4) for s in restarts]}"
 
 
 def explore(comparison):
@@ -28,11 +37,9 @@ def explore(comparison):
         stage.disabled = not stages
         truth = comparison.data.images[batch.value * bs : (batch.value + 1) * bs]
         shown = stages[stage.value] if stages else result.images
-        score = result.extras["stage_scores"][stage.value] if stages else result.score
         with out:
             out.clear_output(wait=True)
-            image_grid([truth, shown.cpu()], row_titles=["truth", method.value],
-                       title=f"gradient distance {score:.4f}; restart scores {result.restart_scores}")  # fmt: skip
+            image_grid([truth, shown.cpu()], row_titles=["truth", method.value], title=title_of(result, stage.value))
             plt.show()
 
     for w in (method, batch, stage):

@@ -59,7 +59,25 @@ def test_notebooks_are_stripped_and_parameterised(path):
     names = set(re.findall(r"^(\w+)\s*=", tagged[0].source, flags=re.M))
     # experiment notebooks (numbered) follow the full contract; the others at least name data, seed and output
     needed = CONTRACT if path.name[0].isdigit() else ("dataset", "data_root", "indices", "seed", "device", "out_dir")
+    if "batch_sizes" in names:  # 05 compares several batch sizes
+        needed = tuple(n for n in needed if n != "batch_size")
     assert set(needed) <= names, f"missing parameters: {sorted(set(needed) - names)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_parameter_reaches_the_code(path):
+    """A parameter that no later cell reads is silently ignored (01's generator once was): each name the
+    parameters cell assigns must be read by a later code cell, and the first one refuses unknown names."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    names = set(re.findall(r"^(\w+)\s*=", code[first].source, flags=re.M))
+    read = {node.id for c in code[first + 1 :] for node in ast.walk(ast.parse(c.source))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}  # fmt: skip
+    assert not names - read, f"parameters never read: {sorted(names - read)}"
+    assert "check_notebook_parameters()" in code[first + 1].source
 
 
 def test_every_notebook_has_test_parameters_and_figure_runs_are_known():

@@ -9,7 +9,7 @@ CONTRACT_ROW = {"method", "image", "psnr", "ssim", "lpips", "label_acc", "second
 
 def test_results_json_follows_the_contract(tmp_path):
     out = tmp_path / "run"
-    comp = run_comparison(dict(dataset="samples", indices=[0, 1, 2], batch_size=2, budget=8, methods=["ig", "dlg"],
+    comp = run_comparison(dict(dataset="samples", indices=[0, 1, 2], batch_size=3, budget=8, methods=["ig", "dlg"],
                                model="convnet", out_dir=str(out), progress=False, lpips=False))  # fmt: skip
     res = json.loads((out / "results.json").read_text())
     assert len(res["rows"]) == 6

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gifd.grid import cell_strips, defense_job, load_records, make_grid, run_grid
+from gifd.defense_grid import defense_job, defense_results, make_defense_grid, undefended_rows
+from gifd.grid import cell_strips, load_records, make_grid, run_grid
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -40,7 +41,7 @@ def test_resume_skips_finished_jobs_and_completes_the_rest_after_a_kill(tmp_path
     assert 2 <= len(finished_before) < 6 and not (out / "finished").exists()
     ran_before = marker.read_text().splitlines()
 
-    jobs = make_grid(["ig"], None, list(range(6)), 1, marker=str(marker), sleep=0.0)
+    jobs = make_grid(["ig"], None, list(range(6)), 1, marker=str(marker))
     records = run_grid(jobs, grid_helpers.slow_job, out, progress=False)
     assert [r["value"] for r in records] == [11 * i for i in range(6)]  # seed 0 + batch index, image i
     ran_after = marker.read_text().splitlines()[len(ran_before) :]
@@ -74,16 +75,18 @@ def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
 def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(tmp_path):
     """The defenses grid may take its undefended cells from an earlier 01 run instead of recomputing them.
     That is only sound if a grid job makes the same update and attack as run_comparison: checked here."""
-    from gifd.experiment import defense_results, run_comparison, undefended_rows
+    from gifd.experiment import run_comparison
 
     settings = dict(dataset="samples", data_root=None, indices=[0, 1], batch_size=1, budget=16, seed=5,
                     model="convnet", restarts=2)  # fmt: skip
     ref = run_comparison({**settings, "methods": ["ig", "gifd"], "out_dir": str(tmp_path / "ref"),
                           "progress": False, "lpips": False})  # fmt: skip
     grid = dict(settings, methods=["ig", "gifd"], generator="bundled", baseline=False)
-    rows, sources = undefended_rows([tmp_path / "ref"], grid)
-    jobs = make_grid(["ig", "gifd"], None, [0, 1], 1, seeds=[5], dataset="samples", model="convnet",
-                     model_seed=5, budget=16, restarts=2, lpips=False, image_dir=str(tmp_path / "img"))  # fmt: skip
+    jobs = make_defense_grid(["ig", "gifd"], None, [0, 1], 1, seeds=[5], dataset="samples", model="convnet",
+                             model_seed=5, budget=16, restarts=2, lpips=False,
+                             image_dir=str(tmp_path / "img"))  # fmt: skip
+    configs = {j.attack: json.loads(j.config) for j in jobs}
+    rows, sources = undefended_rows([tmp_path / "ref"], grid, configs)
     records = run_grid(jobs, defense_job, tmp_path / "grid", progress=False)
     strips = cell_strips(tmp_path / "img", jobs)
     assert [t for t, _ in strips] == ["ig none", "gifd none"] and strips[1][1].shape == (2, 3, 32, 32)
@@ -93,6 +96,10 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
         assert row["psnr"] == pytest.approx(recomputed[(row["attack"], row["image"])], rel=1e-5)
     assert {r["method"] for r in ref.results["rows"]} == {"ig", "gifd"}
 
+    other = json.loads(json.dumps(configs))
+    other["gifd"]["resolved"]["radii"] = [0, 5, 5, 5]  # another GIFD preset than the reference ran with
+    with pytest.raises(ValueError, match="'gifd' ran with resolved"):
+        undefended_rows([tmp_path / "ref"], grid, other)
     with pytest.raises(ValueError, match="'budget' is 16, the grid has 17"):
         undefended_rows([tmp_path / "ref"], {**grid, "budget": 17})
     with pytest.raises(ValueError, match="baseline=True"):
@@ -112,7 +119,6 @@ def test_an_empty_grid_is_an_error():
 
 def test_a_dpsgd_record_carries_its_privacy_guarantee(tmp_path):
     from gifd.defenses import dp_epsilon
-    from gifd.experiment import defense_results
 
     jobs = make_grid(["ig"], {"dpsgd": [2.0]}, [0], 1, baseline=False, dataset="samples", model="convnet", budget=8,
                      restarts=2, lpips=False)  # fmt: skip

@@ -91,6 +91,8 @@ class Attack:
 
     name = "attack"
     Config = AttackConfig
+    #: raised when a change to the attack's code changes its results (it enters the cache keys: gifd.keys)
+    revision = 1
 
     def __init__(self, model: nn.Module, task: FLTask, config: AttackConfig | None = None, **overrides) -> None:
         config = config or self.Config()
@@ -165,6 +167,8 @@ class Attack:
         y = self.labels_for(update, labels)
         if y.numel() != update.num_samples:
             raise ValueError(f"{y.numel()} labels for a batch of {update.num_samples}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.task.num_classes):
+            raise ValueError(f"labels must lie in the task's classes [0, {self.task.num_classes}), got {y.tolist()}")
         start = time.perf_counter()
         result = self._run(update, y)
         result.seconds = time.perf_counter() - start

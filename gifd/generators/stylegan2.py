@@ -518,17 +518,10 @@ class StyleGAN2Generator(StagedGenerator):
 
 
 def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from ..models import load_checkpoint
 
-        return load_file(str(path))
-    safe = getattr(torch.serialization, "safe_globals", None)
-    if safe is not None:  # checkpoints written by the port's train.py also pickle their argparse options
-        with safe([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    # checkpoints written by the port's train.py also pickle their argparse options
+    return load_checkpoint(path, safe_globals=(argparse.Namespace,))
 
 
 def load_stylegan2(

@@ -1,0 +1,106 @@
+"""The attack cache: every finished (method, batch) attack of a run is kept in ``out_dir/attacks/`` (or
+``cache_dir``), so an interrupted run resumes, several processes can share one run (each given a subset of the
+methods), and redrawing a figure costs nothing.
+
+Files are ``<method>-<first index>-<key>.pt`` (the key from :func:`gifd.keys.result_key`), written atomically
+and read back with ``torch.load(weights_only=True)``. A file that cannot be read (a truncated copy, a disk that
+filled up) is reported by name and recomputed, never half-used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .keys import attack_parts, result_key
+
+__all__ = ["attack_cache_path", "mapping_cache_path", "save_attack", "load_attack", "save_mapping", "load_mapping",
+           "plain"]  # fmt: skip
+
+# GIFD's radii and K, the preset and the attack_config overrides reach the key through the attack's own resolved
+# configuration (attack_parts); the mapping does not depend on them
+_RUN_ONLY = frozenset({"gifd_radii", "gifd_last_stage", "lpips", "preset", "attack_config"})
+_GENERATOR_SETTINGS = frozenset({"generator", "label_mapping", "mapping_probes"})
+
+
+def attack_cache_path(out_dir: Path, params, attack, indices: list[int]) -> Path:
+    """Where the result of ``attack`` on the batch ``indices`` of the run ``params`` (an
+    :class:`~gifd.experiment.ExperimentParams`) is kept."""
+    from .attacks import GENERATIVE
+
+    skip = _RUN_ONLY | (frozenset() if attack.name in GENERATIVE else _GENERATOR_SETTINGS)
+    return _path(out_dir, params, attack.name, indices, skip, **attack_parts(attack))
+
+
+def mapping_cache_path(out_dir: Path, params, indices: list[int]) -> Path:
+    """Where the ``search`` label mapping chosen for the batch ``indices`` is kept (it costs gradient-matching
+    evaluations, so a redraw from the attack cache should not repeat it; the other mappings are free)."""
+    return _path(out_dir, params, "mapping", indices, _RUN_ONLY, kind="label_mapping")
+
+
+def _path(out_dir: Path, params, prefix: str, indices: list[int], skip: frozenset, **parts) -> Path:
+    key = result_key(asdict(params), skip=skip, indices=list(indices), **parts)
+    folder = Path(params.cache_dir) if params.cache_dir else Path(out_dir) / "attacks"
+    return folder / f"{prefix}-{indices[0]}-{key}.pt"
+
+
+def plain(obj):
+    """``obj`` reduced to what ``torch.load(weights_only=True)`` reads back (tensors, numbers, strings,
+    lists, dicts); anything else (callables, modules) becomes ``None``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    for kind in (bool, int, float, str):  # subclasses (torch's TorchVersion is a str) become their base
+        if isinstance(obj, kind):
+            return kind(obj)
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    return None
+
+
+def _save(path: Path, record) -> None:
+    """Write a dataclass record atomically (a killed run never leaves a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: plain(v) for k, v in asdict(record).items()}, tmp)
+    tmp.replace(path)
+
+
+def _load(path: Path | None, cls):
+    """The ``cls`` record cached at ``path``, or ``None`` when there is none or it cannot be read (a warning
+    names the file; the caller recomputes and overwrites it)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return cls(**torch.load(path, weights_only=True))
+    except Exception as err:  # a truncated or foreign file: zip, pickle and field errors alike
+        warnings.warn(f"cached result {path} cannot be read ({type(err).__name__}: {err}); recomputing it",
+                      stacklevel=3)  # fmt: skip
+        return None
+
+
+def save_attack(path: Path, result) -> None:
+    """Write one attack's :class:`~gifd.attacks.base.AttackResult` atomically."""
+    _save(path, result)
+
+
+def load_attack(path: Path | None):
+    """The cached :class:`~gifd.attacks.base.AttackResult` at ``path``, or ``None``."""
+    from .attacks.base import AttackResult
+
+    return _load(path, AttackResult)
+
+
+def save_mapping(path: Path, mapping) -> None:
+    _save(path, mapping)
+
+
+def load_mapping(path: Path | None):
+    """The cached :class:`~gifd.label_mapping.LabelMap` at ``path``, or ``None``."""
+    from .label_mapping import LabelMap
+
+    return _load(path, LabelMap)

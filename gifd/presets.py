@@ -1,0 +1,54 @@
+"""Attack presets: the papers' defaults, or the settings our tuning protocol chose.
+
+Every method is tuned alike (``tools/tune.py``, tables in ``figures/tuning_<method>/``): on CIFAR-10 *training*
+images only, at the budget of the comparison (1,000 loss evaluations), first the number of restarts (1, 2, 4)
+with the paper's other settings, then three other knobs one at a time around the best restart count; the best
+of those six configurations by mean PSNR becomes the method's entry in :data:`TUNED`. Generative methods are
+tuned per generator (``method@family``). Runs use ``preset="tuned"`` by default and fall back to the paper's
+settings for a method (or generator) that has no tuned entry; ``preset="paper"`` always uses the papers'.
+
+Rule for other budgets: the presets tuned at 1,000 evaluations are used at every budget (the budget curve in
+``figures/01_budget_curve`` shows each method at 250, 1,000 and 4,000 with them); they are not re-tuned per run.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PRESETS", "TUNED", "tuned", "attack_overrides", "family"]
+
+PRESETS = ("tuned", "paper")
+
+#: method (or ``method@generator family``) -> config overrides chosen by ``tools/tune.py``; the comment names
+#: the table that chose it
+TUNED: dict[str, dict] = {}
+
+
+def family(generator) -> str:
+    """The generator family a preset is tuned for (``dcgan``, ``dcgan64``, ``biggan``, ``stylegan2``; ``""``
+    when unknown): the longest registry name its class name contains."""
+    if generator is None:
+        return ""
+    from .generators import GENERATORS
+
+    name = type(generator).__name__.lower()
+    return max((key for key in GENERATORS if key in name), key=len, default="")
+
+
+def tuned(method: str, generator=None) -> dict:
+    """The tuned overrides of ``method`` (for ``generator``'s family if it is a generative method), or ``{}``."""
+    fam = family(generator)
+    if fam and f"{method}@{fam}" in TUNED:
+        return dict(TUNED[f"{method}@{fam}"])
+    return dict(TUNED.get(method, {})) if not fam else {}
+
+
+def attack_overrides(method: str, *, preset: str = "tuned", generator=None, restarts: int | None = None,
+                     attack_config: dict | None = None) -> dict:  # fmt: skip
+    """The configuration overrides of ``method`` in a run: the preset's, then the run's ``restarts`` (when
+    given), then the run's own ``attack_config[method]`` (each later one wins)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {PRESETS}")
+    out = tuned(method, generator) if preset == "tuned" else {}
+    if restarts is not None:
+        out["restarts"] = restarts
+    out.update((attack_config or {}).get(method, {}))
+    return out

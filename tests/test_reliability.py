@@ -1,0 +1,276 @@
+"""Bad input and silent wrong results (issue 12): each case gives one clear, early error naming the problem, or
+the right result. The error texts are asserted so that none comes back."""
+
+import gzip
+import json
+import tarfile
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from gifd.experiment import ExperimentParams, run_comparison
+
+SMALL = dict(dataset="samples", indices=[0], budget=8, methods=["ig"], model="convnet", restarts=2, progress=False,
+             lpips=False)  # fmt: skip
+
+
+# -- keys: grid records and the attack cache cover every setting ---------------------------------------------------
+
+
+def test_grid_records_are_keyed_by_every_setting(tmp_path):
+    from gifd.grid import make_grid, run_grid
+
+    calls = []
+
+    def job(j):
+        calls.append(j.settings()["budget"])
+        return {"value": j.settings()["budget"]}
+
+    first = run_grid(make_grid(["ig"], None, [0, 1], 1, budget=10, model="convnet"), job, tmp_path, progress=False)
+    assert calls == [10, 10] and [r["value"] for r in first] == [10, 10]
+    # the same grid in the same out_dir with another budget, model or generator runs again
+    for change in ({"budget": 20, "model": "convnet"}, {"budget": 10, "model": "resnet18"},
+                   {"budget": 10, "model": "convnet", "generator": "dcgan:/x"}):  # fmt: skip
+        calls.clear()
+        again = run_grid(make_grid(["ig"], None, [0, 1], 1, **change), job, tmp_path, progress=False)
+        assert len(calls) == 2 and [r["value"] for r in again] == [change["budget"]] * 2
+    calls.clear()
+    run_grid(make_grid(["ig"], None, [0, 1], 1, budget=10, model="convnet"), job, tmp_path, progress=False)
+    assert calls == []  # the first grid's records are still there
+
+
+def test_defense_grid_keys_cover_the_resolved_attack_configuration(monkeypatch):
+    import gifd.attacks.gifd as gifd_module
+    from gifd.defense_grid import make_defense_grid
+
+    settings = dict(dataset="samples", model="convnet", budget=40, restarts=2)
+    before = make_defense_grid(["ig", "gifd"], None, [0], 1, **settings)
+    monkeypatch.setitem(gifd_module.GIFD_PRESETS, "dcgan", {**gifd_module.GIFD_PRESETS["dcgan"], "radii": (0, 7)})
+    after = make_defense_grid(["ig", "gifd"], None, [0], 1, **settings)
+    assert before[0].key == after[0].key  # IG did not change
+    assert before[1].key != after[1].key  # GIFD's preset did
+    assert json.loads(after[1].config)["resolved"]["radii"] == [0, 7]
+
+
+def test_attack_cache_keys_cover_revision_and_generator_weights(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from gifd.attacks import GIFD
+    from gifd.cache import attack_cache_path
+    from gifd.fl import FLTask
+    from gifd.generators import ConditionalDCGAN, load_generator
+
+    p = ExperimentParams.from_dict(dict(SMALL, methods=["gifd"], out_dir=str(tmp_path)))
+    task = FLTask()
+    G = load_generator("bundled")
+    path = attack_cache_path(tmp_path, p, GIFD(None, task, generator=G, budget=40, restarts=2), [0])
+    monkeypatch.setattr(GIFD, "revision", GIFD.revision + 1)
+    assert attack_cache_path(tmp_path, p, GIFD(None, task, generator=G, budget=40, restarts=2), [0]) != path
+    # the same path holding other weights is another generator
+    file = tmp_path / "g.safetensors"
+    keys = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_file(ConditionalDCGAN().state_dict(), str(file))
+        Gf = load_generator(f"dcgan:{file}")
+        q = ExperimentParams.from_dict(dict(SMALL, methods=["gifd"], out_dir=str(tmp_path), generator=f"dcgan:{file}"))
+        keys.append(attack_cache_path(tmp_path, q, GIFD(None, task, generator=Gf, budget=40, restarts=2), [0]))
+    assert keys[0] != keys[1]
+
+
+def test_caches_made_before_revisions_existed_keep_their_keys():
+    """The committed attack cache of 02_ood_mnist (IG) is still found: unchanged attacks keep their keys."""
+    from gifd.attacks import make_attack
+    from gifd.cache import attack_cache_path
+    from gifd.data import MNIST_STATS
+    from gifd.fl import FLTask
+
+    run = Path(__file__).resolve().parents[1] / "figures" / "02_ood_mnist"
+    params = json.loads((run / "results.json").read_text())["params"]
+    p = ExperimentParams(**params)
+    task = FLTask((1, 32, 32), 10, *MNIST_STATS)
+    for b, index in enumerate(p.indices):
+        attack = make_attack("ig", None, task, budget=p.budget, seed=p.seed + b, label_strategy=p.label_strategy,
+                             progress=False)  # fmt: skip
+        assert attack_cache_path(run, p, attack, [index]).is_file()
+
+
+# -- data --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_bad_archive_is_named_and_never_hides_a_good_one_of_the_same_name(tmp_path, monkeypatch):
+    from gifd.data import load_images
+
+    monkeypatch.setenv("GIFD_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "a" / "foo.tar.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(gzip.compress(b"not a tar archive at all" * 100))
+    with pytest.raises(ValueError, match=r"foo\.tar\.gz cannot be extracted as a \.tar"):
+        load_images("imagefolder", bad, [0])
+    assert not list((tmp_path / "cache" / "data").glob("*/.complete"))
+    # an archive of the right layout with the same name is read, not mistaken for the first
+    from PIL import Image
+
+    tree = tmp_path / "tree" / "cat"
+    tree.mkdir(parents=True)
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tree / "x.png")
+    good = tmp_path / "b" / "foo.tar.gz"
+    good.parent.mkdir()
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(tree, arcname="cat")
+    data = load_images("imagefolder", good, [0])
+    assert data.classes == ["cat"] and data.images[0, 0].mean() > 0.99
+
+
+def test_mnist_honours_its_split(tmp_path):
+    from gifd.data import load_images
+
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ValueError, match="split must be 'test' or 'train' for mnist, not 'validation'"):
+        load_images("mnist", tmp_path, [0], split="validation")
+    with pytest.raises(FileNotFoundError, match="no MNIST train images"):
+        load_images("mnist", tmp_path, [0], split="train")
+    with pytest.raises(ValueError, match="has no splits"):
+        load_images("samples", None, [0], split="train")
+
+
+def test_mnist_train_split_reads_the_training_files(tmp_path):
+    import numpy as np
+
+    from gifd.data import load_images
+
+    def idx(path, arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+        path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+    for prefix, value in (("t10k", 10), ("train", 200)):
+        idx(tmp_path / f"{prefix}-images-idx3-ubyte", np.full((2, 28, 28), value))
+        idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.array([1, 2]) if prefix == "t10k" else np.array([7, 8]))
+    test, train = load_images("mnist", tmp_path, [1]), load_images("mnist", tmp_path, [1], split="train")
+    assert test.labels.tolist() == [2] and train.labels.tolist() == [8]
+    assert train.images.mean() > 0.7 > test.images.mean()
+
+
+def test_dcgan_training_refuses_anything_but_a_training_split(tmp_path):
+    from gifd.generators.dcgan import _training_images
+    from gifd.generators.dcgan64 import training_split
+
+    (tmp_path / "data" / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no CIFAR-10 training split"):
+        _training_images(str(tmp_path / "data" / "test"), tmp_path / "cache")
+    (tmp_path / "tin" / "val" / "images").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="this is the validation split"):
+        training_split(tmp_path / "tin")
+
+
+# -- parameters ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad,error,message",
+    [
+        ({"budget": "abc"}, TypeError, "parameter 'budget' must be int, got 'abc'"),
+        ({"batch_size": 2, "indices": [0]}, ValueError, "batch_size 2 does not split the 1 images"),
+        ({"batch_size": 2, "indices": [0, 1, 2]}, ValueError, "batch_size 2 does not split the 3 images"),
+        ({"seed": 1.5}, TypeError, "parameter 'seed' must be int"),
+        ({"gifd_radii": "big"}, TypeError, "parameter 'gifd_radii' must be list"),
+    ],
+)
+def test_parameters_of_the_wrong_type_or_shape_are_named(tmp_path, bad, error, message):
+    out = tmp_path / "run"
+    with pytest.raises(error, match=message):
+        run_comparison({**SMALL, "out_dir": str(out), **bad})
+    assert not out.exists()
+
+
+def test_an_out_dir_that_cannot_be_written_fails_before_any_attack(tmp_path, monkeypatch):
+    import gifd.experiment as ex
+
+    monkeypatch.setattr(ex, "make_attack", lambda *a, **k: pytest.fail("an attack ran"))
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(ValueError, match="out_dir .*file' exists and is not a folder"):
+        run_comparison({**SMALL, "out_dir": str(file)})
+    with pytest.raises(ValueError, match="out_dir .*cannot be written"):
+        run_comparison({**SMALL, "out_dir": str(file / "sub")})
+    from gifd.experiment import compare_variants
+
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        compare_variants({**SMALL, "out_dir": str(file)}, {"a": {}})
+    with pytest.raises(TypeError, match="variant 'b': parameter 'budget'"):
+        compare_variants({**SMALL, "out_dir": str(tmp_path / "v")}, {"a": {}, "b": {"budget": "x"}})
+
+
+def test_unknown_or_mistyped_notebook_parameters_are_refused():
+    from gifd.checks import PARAMETERS_MARK, check_notebook_parameters
+
+    cell = f"{PARAMETERS_MARK}\nbudget = 40\ngenerator = 'bundled'\nrestarts = None\n"
+    check_notebook_parameters([cell, "# Parameters\nbudget = 10\nrestarts = 3\n", "check()"])
+    with pytest.raises(NameError, match="unknown notebook parameter 'buget'"):
+        check_notebook_parameters([cell, "# Parameters\nbuget = 10\n", "check()"])
+    with pytest.raises(TypeError, match="parameter 'budget' must be a number like its default 40, got 'abc'"):
+        check_notebook_parameters([cell, "# Parameters\nbudget = 'abc'\n", "check()"])
+    # a user's own cells in JupyterLab are not parameters
+    check_notebook_parameters([cell, "fig = 1\n", "check()"])
+
+
+def test_reproduce_refuses_an_unknown_parameter_before_running():
+    from gifd.reproduce import main
+
+    with pytest.raises(SystemExit, match="unknown parameter 'bugdet' for 01_in_distribution.ipynb"):
+        main(["figures", "--only", "01_in_distribution_samples", "--set", "bugdet=3"])
+
+
+# -- updates, labels, checkpoints -------------------------------------------------------------------------------
+
+
+def test_labels_outside_the_task_are_named(tiny_setup):
+    from gifd.attacks import make_attack
+
+    task, model, _, _, update = tiny_setup
+    with pytest.raises(ValueError, match=r"labels must lie in the task's classes \[0, 5\), got \[1, 7\]"):
+        make_attack("ig", model, task, budget=8, restarts=1, progress=False)(update, torch.tensor([1, 7]))
+
+
+def test_from_tensors_refuses_what_is_not_a_tensor():
+    import numpy as np
+
+    from gifd.fl import SharedUpdate
+
+    with pytest.raises(TypeError, match="update entry 'w' is a list, not a tensor or NumPy array"):
+        SharedUpdate.from_tensors({"w": [1.0, 2.0]})
+    update = SharedUpdate.from_tensors({"w": np.ones((2, 2), dtype=np.float32)})
+    assert torch.equal(update.tensors[0], torch.ones(2, 2))
+
+
+def test_a_checkpoint_that_is_not_one_is_named(tmp_path):
+    from gifd.generators import load_generator
+    from gifd.models import load_checkpoint
+
+    text = tmp_path / "notes.pt"
+    text.write_text("hello\n" * 50)
+    with pytest.raises(ValueError, match="notes.pt is not a PyTorch checkpoint"):
+        load_checkpoint(text)
+    with pytest.raises(ValueError, match="notes.pt is not a safetensors file of ConditionalDCGAN weights"):
+        load_generator(f"dcgan:{text}")
+    fake = tmp_path / "w.safetensors"
+    fake.write_text("not safetensors")
+    with pytest.raises(ValueError, match="w.safetensors is not a readable safetensors file"):
+        load_checkpoint(fake)
+
+
+def test_a_truncated_cache_file_is_named_and_recomputed(tmp_path):
+    params = {**SMALL, "out_dir": str(tmp_path)}
+    first = run_comparison(params).results["rows"][0]["psnr"]
+    (cached,) = (tmp_path / "attacks").glob("ig-*.pt")
+    data = cached.read_bytes()
+    cached.write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = run_comparison(params).results["rows"][0]["psnr"]
+    assert any(str(cached) in str(w.message) and "recomputing" in str(w.message) for w in caught)
+    assert again == pytest.approx(first)
+    assert cached.read_bytes() != data[: len(data) // 2]  # rewritten whole
