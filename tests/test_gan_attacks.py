@@ -164,3 +164,83 @@ def test_gifd_runs_the_paper_presets_on_biggan_and_stylegan2(tiny_setup, name, c
     assert result.extras["last_stage"] == 2 and len(result.extras["stage_scores"]) == 3
     start = _initial_distance(G, task, model, update, labels, 2, 0, "cosine")
     assert result.score < start
+
+
+def test_gifd_moves_on_the_first_step_of_every_stage(gan_setup):
+    """At one step per stage (the smallest budget) every stage still optimises: the ramp's first step is not 0."""
+    task, model, G, _, labels, update = gan_setup
+    attack = GIFD(model, task, generator=G, budget=2 * 4 * 2, restarts=2, radii=(0,), progress=False)
+    assert attack.steps == 1
+    result = attack(update)
+    state = chain_states(G, labels, 2, 0)
+    with torch.no_grad():
+        start = task.denormalize(to_victim(G.render(0, state), task, 2)).clamp(0, 1)
+    for k, images in enumerate(result.extras["stage_images"]):
+        before = start[result.extras["stage_restart_scores"][k].index(min(result.extras["stage_restart_scores"][k]))]
+        assert not torch.allclose(images, before, atol=1e-4), f"stage {k} did not move"
+    assert len({round(s, 6) for s in result.extras["stage_scores"]}) > 1  # the stages differ
+
+
+def test_gifd_l1_ball_is_centred_on_the_stage_start(gan_setup):
+    """With a tiny radius, a stage can barely leave where the previous stage ended (a ball centred anywhere else,
+    e.g. at 0, would move the feature map far away)."""
+    task, model, G, _, _, update = gan_setup
+    result = GIFD(model, task, generator=G, budget=60, restarts=1, radii=(0, 1e-3), progress=False)(update)
+    imgs = result.extras["stage_images"]
+    for k in range(1, len(imgs)):
+        assert (imgs[k] - imgs[k - 1]).abs().max() < 1e-4, f"stage {k} left its ball"
+    free = GIFD(model, task, generator=G, budget=60, restarts=1, radii=(0,), progress=False)(update)
+    assert (free.extras["stage_images"][1] - free.extras["stage_images"][0]).abs().max() > 0.02  # it can move
+
+
+class _WorseLaterStages(torch.nn.Module):
+    """Wraps a staged generator so that stages 2 and later diverge (render NaN: the worst possible score)."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G, self.num_stages, self.num_classes, self.image_shape = G, G.num_stages, G.num_classes, G.image_shape
+
+    def initial_state(self, labels, generator=None):
+        return self.G.initial_state(labels, generator)
+
+    def render(self, stage, state):
+        out = self.G.render(stage, state)
+        return out if stage < 2 else out + float("nan")
+
+    def advance(self, stage, state):
+        return self.G.advance(stage, state)
+
+    def variables(self, stage):
+        return self.G.variables(stage)
+
+
+def test_gifd_returns_the_best_stage_not_the_last(gan_setup):
+    task, model, G, _, _, update = gan_setup
+    result = GIFD(model, task, generator=_WorseLaterStages(G), budget=200, preset="dcgan", progress=False)(update)
+    best = result.extras["best_stage"]
+    assert best < result.extras["last_stage"]
+    assert result.score == min(result.extras["stage_scores"]) == result.extras["stage_scores"][best]
+    assert torch.equal(result.images, result.extras["stage_images"][best])
+
+
+@pytest.mark.parametrize("method", ["dlg", "ig", "gi", "ggl", "gias", "gifd"])
+def test_every_attack_optimises_at_the_notebook_test_parameters(method):
+    """nbval runs 01 at budget 40 with 2 restarts on a ConvNet: every attack must really optimise there."""
+    import json
+    from pathlib import Path
+
+    from gifd.data import load_images
+    from gifd.generators import load_generator
+    from gifd.models import make_model
+
+    runs = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "runs.json").read_text())
+    p = runs["test"]["01_in_distribution.ipynb"]
+    data = load_images("samples", None, p["indices"])
+    model = make_model(p["model"], data.task.num_classes, seed=123)
+    update = client_update(model, data.task, data.images, data.labels)
+    kw = {"generator": load_generator("bundled")} if method in ("ggl", "gias", "gifd") else {}
+    result = make_attack(method, model, data.task, budget=p["budget"], restarts=p["restarts"], progress=False,
+                         **kw)(update)  # fmt: skip
+    trace = result.trace
+    assert len(trace) >= 2, f"{method}: {len(trace)} optimisation steps at budget {p['budget']}"
+    assert min(trace[1:]) < trace[0], f"{method} did not lower its objective: {trace[:3]} ... {trace[-3:]}"

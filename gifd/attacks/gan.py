@@ -52,7 +52,8 @@ def project_l1_ball(delta: torch.Tensor, radius: float) -> torch.Tensor:
     cumsum = mu.cumsum(1)
     ks = torch.arange(1, flat.shape[1] + 1, device=flat.device, dtype=flat.dtype)
     cond = mu * ks > (cumsum - radius)
-    rho = cond.sum(1, keepdim=True) - 1  # cond holds on a prefix: rho is its last index
+    # cond holds on a prefix: rho is its last index (clamped: a diverged, NaN chain stays NaN instead of crashing)
+    rho = (cond.sum(1, keepdim=True) - 1).clamp_min(0)
     theta = (cumsum.gather(1, rho) - radius) / (rho + 1).to(flat.dtype)
     proj = flat.sign() * (absd - theta).clamp_min(0)
     out = torch.where(inside[:, None], flat, proj)

@@ -23,7 +23,8 @@ class GGLConfig(AttackConfig):
     restarts are independent CMA-ES runs evaluated together, one batched population per generation.
 
     Args:
-        popsize: candidates per generation (``None``: CMA-ES's default 4 + 3 ln(n); GGL used 50).
+        popsize: candidates per generation (``None``: CMA-ES's default 4 + 3 ln(n), lowered where a restart's
+            share of the budget would not fit 4 generations of it; GGL used 50).
         sigma0: initial step size.
         kld: weight of the KL term (0.1 for BigGAN in GGL; 0 disables).
         squash: pass the latent through ``tanh`` (``None``: only for BigGAN, as GGL).
@@ -66,9 +67,12 @@ class GGL(GenerativeAttack):
         start = chain_states(G, self.gan_labels(labels), R, cfg.seed)
         zshape = start["z"].shape[1:]
         per_restart = cfg.budget // R - 1
-        opts = {"seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": B * int(np.prod(zshape)) > 1000}
-        if cfg.popsize:
-            opts["popsize"] = cfg.popsize
+        n = B * int(np.prod(zshape))
+        opts = {"seed": cfg.seed + 1, "verbose": -9, "CMA_diagonal": n > 1000}
+        default = 4 + int(3 * np.log(n))
+        popsize = cfg.popsize or (default if per_restart >= 4 * default else max(2, per_restart // 4))
+        if popsize != default:
+            opts["popsize"] = popsize
         es = [cma.CMAEvolutionStrategy(start["z"][r * B : (r + 1) * B].flatten().double().numpy(), cfg.sigma0, opts)
               for r in range(R)]  # fmt: skip
         used = [0] * R

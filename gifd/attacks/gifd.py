@@ -65,6 +65,10 @@ GIFD_PRESETS: dict[str, dict] = {
     # tuned on CIFAR-10 *training* images 0, 25000 at budget 1000 (tools/tune_gifd_radii.py, figures/tuning_gifd_dcgan):
     # radius 1000 for stages 1-3 beat 0 (no ball), 100, 300 and the growing 1000/2000/3000 by >= 4.9 dB mean PSNR
     "dcgan": {"radii": (0, 1000, 1000, 1000), "last_stage": 3, "spherical_all_stages": False, "project_latent": False},
+    # the 64x64 Tiny-ImageNet prior: the CIFAR-10 prior's radii carried over, every stage up to the last feature
+    # map (not tuned yet: figures/tuning_gifd_dcgan64 will say)
+    "dcgan64": {"radii": (0, 1000, 1000, 1000, 1000), "last_stage": 4, "spherical_all_stages": False,
+                "project_latent": False},
 }  # fmt: skip
 
 
@@ -78,7 +82,9 @@ class GIFD(GenerativeAttack):
     are kept in ``result.extras``.
 
     Unlike the reference code, the *best* restart's image is returned, restarts draw independent noise, FedAvg
-    updates work, and the RGB skip of StyleGAN2 is carried between stages.
+    updates work, and the RGB skip of StyleGAN2 is carried between stages. The learning-rate ramp is evaluated
+    at each step's midpoint, so every step moves, down to one step per stage (the smallest budget is
+    ``restarts x (K + 1) x 2`` evaluations: one step and one scoring pass per stage and restart).
 
     Example::
 
@@ -89,6 +95,9 @@ class GIFD(GenerativeAttack):
 
     name = "gifd"
     Config = GIFDConfig
+    #: 2: the ILO ramp is evaluated at each step's midpoint (revision 1 took ``step / steps``, so the first
+    #: step of every stage ran at learning rate 0, and a stage of one step did not move at all)
+    revision = 2
 
     def __init__(self, model, task, config: GIFDConfig | None = None, *, generator: StagedGenerator, **overrides):
         super().__init__(model, task, config, generator=generator, **overrides)
@@ -109,7 +118,10 @@ class GIFD(GenerativeAttack):
         stages = self.last_stage + 1
         steps = cfg.steps_per_stage or (cfg.budget // (cfg.restarts * stages) - 1)
         if steps < 1 or cfg.restarts * stages * (steps + 1) > cfg.budget:
-            raise ValueError(f"a budget of {cfg.budget} cannot cover {stages} stages x {cfg.restarts} restarts")
+            raise ValueError(
+                f"a budget of {cfg.budget} cannot cover {stages} stages x {cfg.restarts} restarts; GIFD "
+                f"needs at least {cfg.restarts * stages * 2} (one step and one scoring pass each)"
+            )
         self.steps = steps
 
     def radius(self, stage: int) -> float:
@@ -140,8 +152,8 @@ class GIFD(GenerativeAttack):
                 l1 = [k for k in names if k == "h" or (self.project_latent and k in sphere + ["z"])]
                 opt = torch.optim.Adam(variables, lr=cfg.lr)
                 for step in range(self.steps):
-                    for group in opt.param_groups:
-                        group["lr"] = ilo_lr(step / self.steps, cfg.lr)
+                    for group in opt.param_groups:  # at the step's midpoint: the first step moves too
+                        group["lr"] = ilo_lr((step + 0.5) / self.steps, cfg.lr)
                     opt.zero_grad(set_to_none=True)
                     x = to_victim(G.render(stage, leaves), self.task, R)
                     obj = dist(sim(x, y), target)
@@ -194,8 +206,7 @@ class GIFD(GenerativeAttack):
 
 
 def _preset_name(G: StagedGenerator) -> str:
+    """The preset whose name the generator's class name contains (the longest such: ``dcgan64`` before
+    ``dcgan``)."""
     name = type(G).__name__.lower()
-    for key in GIFD_PRESETS:
-        if key in name:
-            return key
-    return ""
+    return max((key for key in GIFD_PRESETS if key in name), key=len, default="")
