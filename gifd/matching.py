@@ -110,9 +110,13 @@ class UpdateSimulator:
         ``(R, B, classes)`` probabilities. Returns one ``(R, *shape)`` tensor per parameter."""
         if x.dim() != 5:
             raise ValueError(f"candidate data must be (chains, batch, C, H, W), got {tuple(x.shape)}")
-        buffers, bdim = self._chain_buffers(x.shape[0])
         self.evaluations += x.shape[0]
-        out = list(vmap(self._single, in_dims=(bdim, 0, 0))(buffers, x, y))
+        if x.shape[0] == 1:  # one chain: the same computation without vmap's overhead (about 10 % per step)
+            buffers = {n: b.clone() for n, b in self.buffers.items()} if self.train_bn else self.buffers
+            out = [g.unsqueeze(0) for g in self._single(buffers, x[0], y[0])]
+        else:
+            buffers, bdim = self._chain_buffers(x.shape[0])
+            out = list(vmap(self._single, in_dims=(bdim, 0, 0))(buffers, x, y))
         return self.transform(out) if self.transform is not None else out
 
     def bn_statistics_loss(self, x: torch.Tensor) -> torch.Tensor:

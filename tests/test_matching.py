@@ -106,3 +106,25 @@ def test_bn_prior_uses_disclosed_batch_statistics(tiny_setup):
     x = task.normalize(images)
     assert sim.bn_statistics_loss(x[None]).item() == pytest.approx(0, abs=1e-4)
     assert sim.bn_statistics_loss(torch.randn_like(x)[None]).item() > 0.1
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_one_chain_runs_without_vmap_and_equals_a_chain_of_a_batch(bn_mode):
+    from gifd.fl import FLTask, client_update
+    from gifd.models import make_model
+
+    task = FLTask(image_shape=(3, 16, 16), num_classes=5, mean=(0.5,) * 3, std=(0.25,) * 3)
+    model = make_model("resnet18", 5, seed=0, bn_mode=bn_mode)
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(2, 3, 16, 16, generator=g), torch.tensor([1, 3])
+    update = client_update(model, task, images, labels)
+    sim = UpdateSimulator(model, update)
+    before = {n: b.clone() for n, b in sim.buffers.items()}
+    x = torch.randn(2, 2, 3, 16, 16, generator=g)
+    y = labels.expand(2, 2)
+    one, both = sim(x[:1], y[:1]), sim(x, y)
+    for a, b in zip(one, both):
+        assert a.shape[0] == 1
+        torch.testing.assert_close(a[0], b[0], rtol=1e-4, atol=1e-6)
+    assert all(torch.equal(before[n], b) for n, b in sim.buffers.items())  # train-mode BN left them alone
+    assert sim.evaluations == 3
