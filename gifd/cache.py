@@ -42,7 +42,9 @@ def mapping_cache_path(out_dir: Path, params, indices: list[int]) -> Path:
 
 
 def _path(out_dir: Path, params, prefix: str, indices: list[int], skip: frozenset, **parts) -> Path:
-    key = result_key(asdict(params), skip=skip, indices=list(indices), **parts)
+    # the device is not a setting of the result (like the thread count it only changes rounding): a result made on
+    # a GPU is found by a CPU run of the same settings; every key has the "cpu" the earliest keys were made with
+    key = result_key(asdict(params), skip=skip | {"device"}, indices=list(indices), device="cpu", **parts)
     folder = Path(params.cache_dir) if params.cache_dir else Path(out_dir) / "attacks"
     return folder / f"{prefix}-{indices[0]}-{key}.pt"
 

@@ -192,20 +192,24 @@ def stage_rows(method, idx, labels, images, result, model, task, lpips_model) ->
 
 
 def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: dict, start: float,
-                  started_versions: dict | None = None, **extra) -> dict:  # fmt: skip
+                  started_versions: dict | None = None, reference: str = "gifd", **extra) -> dict:  # fmt: skip
     """Summarise ``rows`` and write ``out_dir/results.json`` (the contract above); return the dictionary.
-    ``started_versions``: :func:`gifd.provenance.versions` taken when the run started (default: now)."""
+    ``started_versions``: :func:`gifd.provenance.versions` taken when the run started (default: now). When the
+    ``reference`` method ran beside others, ``paired`` holds its paired PSNR comparison with each of them
+    (:mod:`gifd.stats`: mean difference, 95 % bootstrap CI, wins)."""
     methods = list(dict.fromkeys([*methods, *(r["method"] for r in rows)]))
     mean, std = summarise(rows, methods)
-    results = {
-        "rows": rows,
-        "mean": mean,
-        "std": std,
+    results = {"rows": rows, "mean": mean, "std": std}
+    if reference in mean and len(mean) > 1 and rows:
+        from .stats import paired_against
+
+        results["paired"] = paired_against(results, reference)
+    results.update({
         "params": params,
         "versions": started_versions or versions(),
         "timing": {"total_seconds": time.perf_counter() - start},
         **extra,
-    }
+    })  # fmt: skip
     write_json(Path(out_dir) / "results.json", results)
     return results
 
@@ -281,6 +285,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                                                       "conditioning": mapping.conditioning.tolist()}  # fmt: skip
                     result.evaluations += mapping.evaluations
                 result.extras["versions"] = started_versions
+                result.extras["device"] = str(device)
                 if cache is not None:
                     save_attack(cache, result)
             scores = evaluate_batch(
@@ -322,10 +327,28 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
     )
     save_figure(fig, comparison.out_dir / "reconstructions.png", provenance(notebook, res["params"]))
     table = results_table(res)
+    if "paired" in res:
+        from .stats import paired_table
+
+        table += "\n\nPaired per image (PSNR):\n\n" + paired_table(res, "gifd")
     (comparison.out_dir / "table.md").write_text(
         f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
     )
     return fig, table
+
+
+#: settings a sweep may vary (:func:`sweep_variants`)
+SWEEPABLE = ("budget", "gifd_last_stage", "restarts", "batch_size")
+
+
+def sweep_variants(setting: str, values: list) -> dict[str, dict]:
+    """The :func:`compare_variants` variants of a sweep over one ``setting``: ``{"setting=value": {setting:
+    value}}``."""
+    if setting not in SWEEPABLE:
+        raise ValueError(f"cannot sweep {setting!r}; choose from {SWEEPABLE}")
+    if not values:
+        raise ValueError("values is empty")
+    return {f"{setting}={v}": {setting: v} for v in values}
 
 
 def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=None) -> Comparison:

@@ -17,8 +17,9 @@ from dataclasses import asdict
 
 __all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "digest"]
 
-#: parameters that never change a result: outputs, display, caching switches
-NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "image_dir"})
+#: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
+#: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
+NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "image_dir", "device"})
 
 
 def digest(obj) -> str:

@@ -44,4 +44,9 @@ def merge_results(paths: list[str | Path]) -> dict:
         sources.append({"results": str(file), "methods": mine, "git_commit": res["versions"].get("git_commit")})
     mean, std = summarise(rows, methods)
     params = {k: first["params"].get(k) for k in COMPARABLE}
-    return {"rows": rows, "mean": mean, "std": std, "params": params, "sources": sources}
+    merged = {"rows": rows, "mean": mean, "std": std, "params": params, "sources": sources}
+    if "gifd" in mean and len(mean) > 1:
+        from .stats import paired_against
+
+        merged["paired"] = paired_against(merged, "gifd")
+    return merged

@@ -139,3 +139,39 @@ def _mean(rows, attack, defense, strength, metric):
     vals = [r[metric] for r in rows if r["attack"] == attack and r["defense"] == defense
             and r["strength"] == strength and r[metric] is not None]  # fmt: skip
     return sum(vals) / len(vals) if vals else None
+
+
+def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psnr", log_x: bool = True,
+                unit: str = "dB"):  # fmt: skip
+    """``metric`` against one varied ``setting`` (a :func:`gifd.experiment.compare_variants` run whose variants
+    are ``f"{setting}={value}"``): one line per attack (mean ± std band), every image as a faint point."""
+    import matplotlib.pyplot as plt
+
+    base = results["params"]["methods"]
+    by_attack: dict[str, dict[float, list[float]]] = {}
+    for r in results["rows"]:
+        if "[" in r["method"] or r.get(metric) is None:
+            continue
+        attack = r["method"].split("/", 1)[1] if "/" in r["method"] else base[0]
+        x = float(r["variant"].split("=", 1)[1])
+        by_attack.setdefault(attack, {}).setdefault(x, []).append(r[metric])
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for attack, points in by_attack.items():
+        xs = sorted(points)
+        means = [sum(points[x]) / len(points[x]) for x in xs]
+        stds = [float(torch.tensor(points[x]).std()) if len(points[x]) > 1 else 0.0 for x in xs]
+        line = ax.plot(xs, means, marker="o", label=attack)[0]
+        ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+        for x in xs:
+            ax.scatter([x] * len(points[x]), points[x], color=line.get_color(), alpha=0.25, s=8, lw=0)
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks([float(v) for v in values], [str(v) for v in values])
+        ax.minorticks_off()
+    ax.set_xlabel(setting.replace("_", " "), fontsize=8)
+    ax.set_ylabel(f"{metric.upper()} ({unit})" if unit else metric, fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
