@@ -1,12 +1,15 @@
 # gifd compendium — everything starts from a fresh machine with Python 3.11 and pip.
 #   make figures   create .venv, install, run every notebook headlessly, write figures/
 #   make test      create .venv, install, run pytest on the module and nbval on every notebook
+#   make bench     seconds per loss evaluation: our attacks against a minimal loop (build/bench.json)
+#   make mutants   mutation testing of the kernels (mutmut; not in CI: about an hour), report in docs/mutation.md
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+MUTMUT_VERSION ?= 3.8.1
 
-.PHONY: setup figures test lint strip lab clean
+.PHONY: setup figures test lint strip lab clean bench mutants
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +32,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/hadolint Dockerfile
+
+bench: $(STAMP)
+	$(BIN)/python -m gifd.bench --table figures/bench/cpu.md
+
+mutants: $(STAMP)
+	$(BIN)/pip install --quiet mutmut==$(MUTMUT_VERSION)
+	$(BIN)/mutmut run; $(BIN)/mutmut results > build/mutants.txt; $(BIN)/python tools/mutation_report.py build/mutants.txt
 
 strip: $(STAMP)
 	$(BIN)/python -m gifd.reproduce strip
