@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,9 @@ from .fl import FLTask, SharedUpdate, _params_buffers, batch_gradient
 __all__ = ["Defense", "DEFENSES", "defend", "adaptive_transform", "dp_epsilon"]
 
 DEFENSES = ("gaussian", "laplacian", "clipping", "pruning", "soteria", "dpsgd", "quantize")
+#: raised when a change to a defense's code changes its output (it enters the grid's job keys); pruning 2: ties at
+#: the threshold are kept in index order (``torch.topk``'s order before), found by selection, not a top-k sort
+REVISIONS = {"pruning": 2}
 DP_DELTA = 1e-5  # the delta of the (epsilon, delta) a DP-SGD update records
 
 
@@ -71,16 +75,32 @@ def clip_global(tensors: list[torch.Tensor], bound: float, chains: bool = False)
     return [t * factor for t in tensors]
 
 
+def keep_mask(magnitude: torch.Tensor, keep: int) -> torch.Tensor:
+    """Per row of ``magnitude`` ``(R, n)``, a boolean mask of exactly ``keep`` entries: every entry above the
+    ``keep``-th largest value, then the entries equal to it in index order. The threshold comes from a selection,
+    not a sort: NumPy's introselect on the CPU (about 10x faster than ``torch.topk`` over a ResNet-18 gradient),
+    ``torch.kthvalue`` on other devices."""
+    n = magnitude.shape[1]
+    mag = magnitude.detach()
+    if mag.device.type == "cpu":
+        part = np.partition(mag.contiguous().numpy(), n - keep, axis=1)[:, n - keep : n - keep + 1]
+        threshold = torch.from_numpy(np.ascontiguousarray(part))
+    else:
+        threshold = mag.kthvalue(n - keep + 1, dim=1, keepdim=True).values
+    above = mag > threshold
+    ties = mag == threshold
+    return above | (ties & (ties.cumsum(1) <= keep - above.sum(1, keepdim=True)))
+
+
 def prune(tensors: list[torch.Tensor], share: float, chains: bool = False) -> list[torch.Tensor]:
-    """Per tensor, keep exactly the ``ceil((1 - share) n)`` entries largest in magnitude, zero the rest."""
+    """Per tensor, keep exactly the ``ceil((1 - share) n)`` entries largest in magnitude (ties at the threshold in
+    index order: :func:`keep_mask`), zero the rest."""
     out = []
     for t in tensors:
         flat = t.reshape(t.shape[0], -1) if chains else t.reshape(1, -1)
         n = flat.shape[1]
         keep = max(1, int(torch.ceil(torch.tensor((1 - share) * n)).item()))
-        idx = flat.abs().topk(keep, dim=1).indices
-        mask = torch.zeros_like(flat).scatter_(1, idx, 1.0)
-        out.append((flat * mask).reshape(t.shape))
+        out.append((flat * keep_mask(flat.abs(), keep).to(flat.dtype)).reshape(t.shape))
     return out
 
 

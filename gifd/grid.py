@@ -48,6 +48,10 @@ class Job:
                  "images": list(self.images), "seed": self.seed}  # fmt: skip
         if self.config:
             parts["attack_config"] = json.loads(self.config)
+        from .defenses import REVISIONS
+
+        if REVISIONS.get(self.defense, 1) > 1:
+            parts["defense_revision"] = REVISIONS[self.defense]
         return result_key(self.settings(), **parts)
 
     def settings(self) -> dict:

@@ -127,3 +127,41 @@ def test_an_attack_uses_the_adaptive_transformation():
     adaptive = InvertingGradients(model, task, budget=40, restarts=2, progress=False)(defended)
     blind = InvertingGradients(model, task, budget=40, restarts=2, progress=False, adaptive=False)(defended)
     assert adaptive.score != blind.score
+
+
+def _stable_top(mag: torch.Tensor, keep: int) -> torch.Tensor:
+    """Reference rule: sort by magnitude (descending), ties by index (ascending); keep the first ``keep``."""
+    mask = torch.zeros_like(mag, dtype=torch.bool)
+    for r in range(mag.shape[0]):
+        order = sorted(range(mag.shape[1]), key=lambda i: (-float(mag[r, i]), i))[:keep]
+        mask[r, order] = True
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruning_keeps_exactly_the_largest_entries_ties_in_index_order(seed):
+    from gifd.defenses import keep_mask, prune
+
+    g = torch.Generator().manual_seed(seed)
+    ties = torch.randint(-3, 4, (3, 57), generator=g).float()  # many equal magnitudes, zeros included
+    for keep in (1, 5, 20, 57):
+        assert torch.equal(keep_mask(ties.abs(), keep), _stable_top(ties.abs(), keep))
+        assert (keep_mask(ties.abs(), keep).sum(1) == keep).all()
+    # without ties it is the torch.topk rule it replaced, on chains and on single tensors
+    cont = [torch.randn(4, 6, 5, generator=g, dtype=torch.float64), torch.randn(4, 11, generator=g)]
+    for t, out in zip(cont, prune(cont, 0.7, chains=True)):
+        flat = t.reshape(4, -1)
+        keep = int(torch.ceil(torch.tensor(0.3 * flat.shape[1])).item())
+        ref = torch.zeros_like(flat).scatter_(1, flat.abs().topk(keep, dim=1).indices, 1.0) * flat
+        assert torch.equal(out.reshape(4, -1), ref)
+    (single,) = prune([cont[0][0]], 0.9)
+    assert (single != 0).sum() == 3 and single.shape == cont[0][0].shape
+
+
+def test_pruning_passes_gradients_through_the_kept_entries():
+    from gifd.defenses import prune
+
+    x = torch.tensor([[0.5, -2.0, 0.1, 3.0]], requires_grad=True)
+    (out,) = prune([x], 0.5, chains=True)
+    out.sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0, 0.0, 1.0]]

@@ -274,3 +274,13 @@ def test_a_truncated_cache_file_is_named_and_recomputed(tmp_path):
     assert any(str(cached) in str(w.message) and "recomputing" in str(w.message) for w in caught)
     assert again == pytest.approx(first)
     assert cached.read_bytes() != data[: len(data) // 2]  # rewritten whole
+
+
+def test_grid_keys_cover_the_defense_revision(monkeypatch):
+    import gifd.defenses as defenses
+    from gifd.grid import make_grid
+
+    (job,) = make_grid(["ig"], {"clipping": [1.0]}, [0], 1, baseline=False, budget=10)
+    before = job.key
+    monkeypatch.setitem(defenses.REVISIONS, "clipping", 2)
+    assert job.key != before
