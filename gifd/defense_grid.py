@@ -70,6 +70,14 @@ def _generator(spec: str, num_classes: int, device: str):
     return load_generator(spec, num_classes=num_classes).to(device)
 
 
+@functools.lru_cache(maxsize=2)
+def _victim(name: str, num_classes: int, channels: int, seed: int, device: str):
+    """The global model (built once per process: in-process grids reuse it; no job changes it)."""
+    from .models import make_model
+
+    return make_model(name, num_classes, in_channels=channels, seed=seed).to(device)
+
+
 def grid_attack(name: str, settings: dict, model, task, seed: int, device: str = "cpu"):
     """The attack a defenses job runs, configured as :func:`gifd.experiment.run_comparison` configures it:
     ``settings`` give ``budget``, ``preset``, ``restarts``, ``attack_config``, ``label_strategy`` and, for
@@ -130,15 +138,14 @@ def defense_job(job: Job) -> dict:
     from .defenses import Defense, defend
     from .fl import client_update
     from .metrics import evaluate_batch
-    from .models import make_model
 
     s = job.settings()
     device = s.get("device", "auto")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     data = load_images(s.get("dataset", "samples"), s.get("data_root"), list(job.images))
     task = data.task
-    model = make_model(s.get("model", "resnet18"), task.num_classes, in_channels=task.image_shape[0],
-                       seed=s.get("model_seed", 123)).to(device)  # fmt: skip
+    model = _victim(s.get("model", "resnet18"), task.num_classes, task.image_shape[0], s.get("model_seed", 123),
+                    str(device))  # fmt: skip
     images, labels = data.images.to(device), data.labels.to(device)
     update = client_update(model, task, images, labels)
     if job.defense is not None:
@@ -146,7 +153,6 @@ def defense_job(job: Job) -> dict:
                         labels=labels, seed=job.seed)  # fmt: skip
     torch.manual_seed(job.seed)
     result = grid_attack(job.attack, s, model, task, job.seed, str(device))(update)
-    model = model.cpu()
     lp = None
     if s.get("lpips", True):
         from .perceptual import load_lpips

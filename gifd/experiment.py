@@ -14,7 +14,6 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import time
@@ -228,9 +227,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
     data = load_images(p.dataset, p.data_root, p.indices, image_size=p.image_size, split=p.split)
     task = data.task
     model = make_model(p.model, task.num_classes, in_channels=task.image_shape[0], seed=p.seed, bn_mode=p.bn_mode)
-    # evaluation (logit MSE) runs on the CPU beside LPIPS: a CPU copy, so the victim stays on its device
-    eval_model = model if device.type == "cpu" else copy.deepcopy(model)
     model = model.to(device)
+    eval_model = model  # the logit MSE runs on the victim's device; the image metrics and LPIPS on the CPU
     if p.lpips and lpips_model is None:
         from .perceptual import load_lpips
 

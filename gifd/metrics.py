@@ -69,15 +69,18 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win: int = 1
 
 @torch.no_grad()
 def logit_mse(model: nn.Module, task: FLTask, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared difference of the victim's logits on two ``[0, 1]`` batches."""
+    """Per-image mean squared difference of the victim's logits on two ``[0, 1]`` batches (computed on the
+    model's device, returned on the CPU)."""
     _check_pair(a, b)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
-        out = (model(task.normalize(a)) - model(task.normalize(b))).pow(2).mean(1)
+        with torch.no_grad():
+            out = (model(task.normalize(a.to(device))) - model(task.normalize(b.to(device)))).pow(2).mean(1)
     finally:
         model.train(was_training)
-    return out
+    return out.cpu()
 
 
 def label_accuracy(predicted: torch.Tensor, true: torch.Tensor) -> float:
