@@ -336,7 +336,7 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
 
 
 #: settings a sweep may vary (:func:`sweep_variants`)
-SWEEPABLE = ("budget", "gifd_last_stage", "restarts", "batch_size")
+SWEEPABLE = ("budget", "gifd_last_stage", "restarts", "batch_size", "local_steps")
 
 
 def sweep_variants(setting: str, values: list) -> dict[str, dict]:

@@ -110,26 +110,44 @@ def image_grid(rows: list[torch.Tensor], row_titles: list[str] | None = None, ti
     return fig
 
 
+#: axis labels with units for the metrics of a results.json
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS (AlexNet)", "label_acc": "label accuracy"}
+#: what a defense's strength is, for the x axis
+STRENGTH_LABELS = {"gaussian": "noise std σ", "laplacian": "noise scale b", "clipping": "clipping norm C",
+                   "pruning": "share pruned p", "soteria": "share of features pruned", "dpsgd": "noise multiplier σ",
+                   "quantize": "bits"}  # fmt: skip
+
+
 def strength_curves(results: dict, metric: str = "psnr"):
-    """One panel per defense: mean ``metric`` against strength, one line per attack (undefended as a dashed
-    level), from a defenses ``results.json``."""
+    """One panel per defense: mean ``metric`` against strength (log axis where the strengths span a factor of 10
+    or more), one line per attack with a ± std band, the attack's undefended level as a dashed line, from a
+    defenses ``results.json``."""
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
     defenses = list(dict.fromkeys(r["defense"] for r in rows if r["defense"] is not None))
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    fig, axes = plt.subplots(1, max(1, len(defenses)), figsize=(3.2 * max(1, len(defenses)), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(defenses)), figsize=(3.4 * max(1, len(defenses)), 3.0), squeeze=False)
     for ax, d in zip(axes[0], defenses):
         for a in attacks:
             pts = sorted({r["strength"] for r in rows if r["defense"] == d and r["attack"] == a})
-            ys = [_mean(rows, a, d, s, metric) for s in pts]
-            line = ax.plot(pts, ys, marker="o", label=a)[0]
+            vals = [[r[metric] for r in rows if r["attack"] == a and r["defense"] == d and r["strength"] == s
+                     and r[metric] is not None] for s in pts]  # fmt: skip
+            means = [sum(v) / len(v) if v else float("nan") for v in vals]
+            stds = [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in vals]
+            line = ax.plot(pts, means, marker="o", label=a)[0]
+            ax.fill_between(pts, [m - e for m, e in zip(means, stds)], [m + e for m, e in zip(means, stds)],
+                            color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
             base = _mean(rows, a, None, None, metric)
             if base is not None:
                 ax.axhline(base, color=line.get_color(), ls="--", lw=0.8)
-        ax.set_title(d, fontsize=9)
-        ax.set_xlabel("strength", fontsize=8)
-        ax.set_ylabel(metric, fontsize=8)
+        strengths = [r["strength"] for r in rows if r["defense"] == d]
+        if min(strengths) > 0 and max(strengths) / min(strengths) >= 10:
+            ax.set_xscale("log")
+        ax.set_title(f"{d} (dashed: undefended)", fontsize=9)
+        ax.set_xlabel(STRENGTH_LABELS.get(d, "strength"), fontsize=8)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)
+        ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -170,7 +188,7 @@ def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psn
         ax.set_xticks([float(v) for v in values], [str(v) for v in values])
         ax.minorticks_off()
     ax.set_xlabel(setting.replace("_", " "), fontsize=8)
-    ax.set_ylabel(f"{metric.upper()} ({unit})" if unit else metric, fontsize=8)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric) if unit == "dB" else f"{metric} ({unit})", fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -100,6 +100,11 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
     other["gifd"]["resolved"]["radii"] = [0, 5, 5, 5]  # another GIFD preset than the reference ran with
     with pytest.raises(ValueError, match="'gifd' ran with resolved"):
         undefended_rows([tmp_path / "ref"], grid, other)
+    # a grid on the reference's first images takes their rows (same batches, same seeds); others are refused
+    first, _ = undefended_rows([tmp_path / "ref"], {**grid, "indices": [0]}, configs)
+    assert {r["image"] for r in first} == {0} and len(first) == 2
+    with pytest.raises(ValueError, match="'indices' is \\[0, 1\\], the grid has \\[1\\]"):
+        undefended_rows([tmp_path / "ref"], {**grid, "indices": [1]}, configs)
     with pytest.raises(ValueError, match="'budget' is 16, the grid has 17"):
         undefended_rows([tmp_path / "ref"], {**grid, "budget": 17})
     with pytest.raises(ValueError, match="baseline=True"):
