@@ -3,16 +3,16 @@
     python -m gifd.bench                       # CPU defaults (make bench): 32x32 and 64x64, B = 1 (and 4 at 32)
     python -m gifd.bench --device cuda         # a lent GPU: restarts 1, 4, 16 and images 1, 4 at both sizes
 
-Every case is timed in one process, the cases alternating within each repetition (the machine is noisy), on
-the CPU in CPU time (the process's, so that other work on the machine does not count), on a GPU in wall time
-after synchronising, as the *marginal* cost of a loss evaluation: the time of a run with ``long`` optimisation steps minus that of a run
-with ``short`` steps, divided by the evaluations between them, so set-up (building the attack, the simulator)
-and the final scoring pass are left out alike for every case. ``minimal`` is plain PyTorch, written here with no
-``gifd`` code in its loop: Inverting Gradients' step (cosine distance of ``torch.autograd.grad`` with
-``create_graph``, total variation, Adam on the gradient's sign, clamping to the image box) for one candidate.
-The victim is the CIFAR ResNet-18 (untrained, eval-mode BatchNorm). Reported per case: min and median seconds
-per evaluation over the repetitions, the ratio to ``minimal`` (medians), and evaluations per second; for
-batched restarts the speed-up over ``R`` sequential chains (``R`` times the one-chain time).
+Every case is timed in one process, the cases alternating within each repetition (the machine is noisy), on the CPU
+in CPU time (the process's, so that other work on the machine does not count), on a GPU in wall time after
+synchronising, as the *marginal* cost of a loss evaluation: the time of a run with ``long`` optimisation steps
+minus that of a run with ``short`` steps, divided by the evaluations between them, so set-up (building the attack,
+the simulator) and the final scoring pass are left out alike for every case. ``minimal`` is plain PyTorch, written
+here with no ``gifd`` code in its loop: Inverting Gradients' step (cosine distance of ``torch.autograd.grad`` with
+``create_graph``, total variation, Adam on the gradient's sign, clamping to the image box) for one candidate. The
+victim is the CIFAR ResNet-18 (untrained, eval-mode BatchNorm). Reported per case: min and median seconds per
+evaluation over the repetitions, the ratio to ``minimal`` (medians), and evaluations per second; for batched
+restarts the speed-up over ``R`` sequential chains (``R`` times the one-chain time).
 Writes ``--out`` (JSON) and ``--table`` (markdown).
 """
 
