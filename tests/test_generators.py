@@ -7,6 +7,7 @@ from gifd.generators import make_generator
 
 TINY = {
     "dcgan": {},
+    "dcgan64": {"num_classes": 7, "width": 8},
     "biggan": {"resolution": 128, "channel_width": 8, "num_classes": 20, "output_size": 32},
     "stylegan2": {
         "size": 32,
@@ -79,3 +80,28 @@ def test_gradients_reach_each_stages_variables(gen):
 def test_unknown_generator():
     with pytest.raises(ValueError, match="unknown generator 'vqgan'"):
         make_generator("vqgan")
+
+
+def test_an_exported_64x64_prior_loads_by_path_with_its_manifest(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from gifd.generators import ConditionalDCGAN64, load_generator, prior_manifest
+    from gifd.generators.dcgan import export
+
+    torch.manual_seed(0)
+    G = ConditionalDCGAN64()
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"G_ema": G.state_dict(), "iteration": 3, "seconds": 1.0}, ckpt)
+    dest = tmp_path / "prior.safetensors"
+    manifest = export(ckpt, dest, {"classes": ["a"] * 202}, architecture="ConditionalDCGAN64()")
+    loaded = load_generator(f"dcgan64:{dest}")
+    assert loaded.num_stages == 5 and loaded.image_shape == (3, 64, 64) and loaded.source_sha256
+    assert prior_manifest(f"dcgan64:{dest}")["sha256"] == manifest["sha256"] == json.loads(
+        dest.with_suffix(".json").read_text())["sha256"]  # fmt: skip
+    state = loaded.initial_state(torch.tensor([0, 201]))
+    assert loaded.render(0, state).shape == (2, 3, 64, 64)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="other.safetensors"):
+        load_generator(f"dcgan64:{tmp_path / 'other.safetensors'}")

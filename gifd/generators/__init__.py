@@ -53,6 +53,22 @@ def load_generator(spec: str, *, num_classes: int | None = None, output_size: in
     )
 
 
+def prior_manifest(spec: str) -> dict:
+    """The manifest of a shipped or exported prior (``bundled``, ``tinyimagenet64``, ``dcgan:<path>``,
+    ``dcgan64:<path>``: the ``.json`` beside the weights), or ``{}`` when it has none."""
+    import json
+    from pathlib import Path
+
+    from .dcgan import PRIOR_DIR
+    from .dcgan64 import PRIOR64_FILE
+
+    files = {"bundled": PRIOR_DIR / "cifar10_dcgan.safetensors", "tinyimagenet64": PRIOR64_FILE}
+    kind, _, path = spec.partition(":")
+    weights = files.get(spec) or (Path(path) if kind in ("dcgan", "dcgan64") and path else None)
+    manifest = weights.with_suffix(".json") if weights is not None else None
+    return json.loads(manifest.read_text()) if manifest is not None and manifest.is_file() else {}
+
+
 def _sha256(path) -> str:
     """sha256 of a weights file, or of every file of a weights folder (sorted by name)."""
     import hashlib
@@ -85,4 +101,5 @@ __all__ = [
     "load_generator",
     "load_stylegan2",
     "make_generator",
+    "prior_manifest",
 ]

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--dest", type=Path, default=PRIOR64_FILE)
     e.add_argument("--command", default="", help="the training command, recorded in the manifest")
     e.add_argument("--data", default="Tiny-ImageNet training split (101,000 JPEG images, 202 wnids, ../shared)")
+    e.add_argument("--train-data", default=None, help="the training archive or root: class names for the manifest")
     q = sub.add_parser("quality", help="projection PSNR on 256 Tiny-ImageNet val images, into the manifest")
     q.add_argument("--data", required=True, help="Tiny-ImageNet val archive (.tar.gz) or root")
     q.add_argument("--prior", type=Path, default=PRIOR64_FILE)
@@ -209,8 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(quality, indent=2))
     else:
         arch = "gifd.generators.dcgan64.ConditionalDCGAN64(num_classes=202, latent_dim=128, width=48)"
-        print(json.dumps(export(args.checkpoint, args.dest, {"command": args.command, "data": args.data},
-                                architecture=arch), indent=2))  # fmt: skip
+        extra = {"command": args.command, "data": args.data}
+        if args.train_data:
+            split = training_split(args.train_data)
+            wnids = sorted(d.name for d in split.iterdir() if (d / "images").is_dir())
+            extra.update(wnids=wnids, classes=_names(args.train_data, wnids))
+        print(json.dumps(export(args.checkpoint, args.dest, extra, architecture=arch), indent=2))
     print(f"[dcgan64] {args.cmd} took {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 

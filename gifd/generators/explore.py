@@ -6,14 +6,23 @@ import torch
 
 from .base import StagedGenerator
 
-__all__ = ["class_samples", "stage_perturbations"]
+__all__ = ["class_samples", "stage_perturbations", "shown_classes"]
+
+
+def shown_classes(num_classes: int, most: int = 12) -> list[int]:
+    """The classes a sample grid shows: all of them, or ``most`` evenly spread ones when there are more."""
+    if num_classes <= most:
+        return list(range(max(num_classes, 1)))
+    return [round(i * (num_classes - 1) / (most - 1)) for i in range(most)]
 
 
 @torch.no_grad()
-def class_samples(G: StagedGenerator, per_class: int = 8, seed: int = 0) -> list[torch.Tensor]:
-    """One ``[0, 1]`` batch of ``per_class`` samples per class (one batch if unconditional)."""
+def class_samples(G: StagedGenerator, per_class: int = 8, seed: int = 0,
+                  classes: list[int] | None = None) -> list[torch.Tensor]:  # fmt: skip
+    """One ``[0, 1]`` batch of ``per_class`` samples per class in ``classes`` (default: every class; one batch
+    if unconditional)."""
     gen = torch.Generator().manual_seed(seed)
-    classes = range(G.num_classes) if G.num_classes else [0]
+    classes = classes if classes is not None else (range(G.num_classes) if G.num_classes else [0])
     out = []
     for c in classes:
         state = G.initial_state(torch.full((per_class,), c, dtype=torch.long), gen)
