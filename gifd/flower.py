@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,7 @@ FIT_KEYS = {"lr": "lr", "epochs": "local_epochs", "batch_size": "batch_size"}
 #: the key under which Flower's DifferentialPrivacyClientSideFixedClipping sends the clipping norm
 KEY_CLIPPING_NORM = "clipping_norm"
 MODES = ("gradient", "replay")
+SIMULATION_ATTEMPTS = 2  # a simulation that fails before its first round (Ray did not start) is started again
 
 
 class AuditSkip(ValueError):
@@ -468,12 +470,13 @@ class FlowerAuditParams:
     model: str = "resnet18"
     bn_mode: str = "eval"
     restarts: int | None = None
-    label_strategy: str = "auto"
+    label_strategy: str = "llg"  # a client's partition repeats labels (Yin et al.'s rule assumes distinct ones)
     lpips: bool = True
     generator: str = "bundled"
     progress: bool = True
     max_images: int = 8
     client_cpus: float = 1.0
+    resume: bool = True  # reuse finished settings kept in out_dir/settings (False: rerun every simulation)
 
     @classmethod
     def from_dict(cls, params: dict) -> FlowerAuditParams:
@@ -508,6 +511,10 @@ class FlowerAuditParams:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.mode not in MODES:
             raise ValueError(f"unknown audit mode {self.mode!r}; choose one of {MODES}")
+        from .labels import LABEL_STRATEGIES
+
+        if self.label_strategy not in LABEL_STRATEGIES:
+            raise ValueError(f"unknown label strategy {self.label_strategy!r}; choose one of {LABEL_STRATEGIES}")
         outside = [r for r in self.audit_rounds if not 1 <= r <= self.rounds]
         if outside:
             raise ValueError(f"audit round {outside[0]} is outside the {self.rounds} rounds")
@@ -596,9 +603,23 @@ def _simulate(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTas
         return ServerAppComponents(strategy=audit, config=ServerConfig(num_rounds=p.rounds))
 
     cpus = int(math.ceil(max(p.client_cpus, 1.0) * clients))
-    run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn, mods=mods), num_supernodes=clients,
-                   backend_config={"client_resources": {"num_cpus": p.client_cpus, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": cpus, "include_dashboard": False}})  # fmt: skip
+    # on a loaded machine Ray's agents can take longer than the raylet's default 30 s to come up
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
+    for attempt in range(1, SIMULATION_ATTEMPTS + 1):
+        try:
+            run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn, mods=mods),
+                           num_supernodes=clients,
+                           backend_config={"client_resources": {"num_cpus": p.client_cpus, "num_gpus": 0.0},
+                                           "init_args": {"num_cpus": cpus, "include_dashboard": False}})  # fmt: skip
+            break
+        except RuntimeError as err:  # Flower's "Simulation Runtime crashed" (e.g. Ray failed to start)
+            if audit.rounds_aggregated or attempt == SIMULATION_ATTEMPTS:
+                raise
+            import ray
+
+            ray.shutdown()
+            log(WARNING, "audit: the simulation %r failed before round 1 (%s); starting it again", setting["name"],
+                err)  # fmt: skip
     if audit.rounds_aggregated != list(range(1, p.rounds + 1)):
         raise RuntimeError(
             f"the Flower simulation {setting['name']!r} aggregated rounds {audit.rounds_aggregated} of {p.rounds}; "
@@ -619,16 +640,76 @@ def _grouped(rows: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
+#: parameters that do not change a setting's attacks (left out of its cache key)
+_NOT_IN_KEY = {"out_dir", "progress", "resume", "max_images", "client_cpus", "local_epochs", "partition_sizes",
+               "dp_clipping_norm", "dp_noise_multiplier"}  # fmt: skip
+
+
+def _setting_cache(p: FlowerAuditParams, setting: dict) -> Path:
+    """Where a finished setting (its simulation's attacks, scored) is kept, keyed by what determines it."""
+    import hashlib
+    import json
+
+    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY} | {"setting": setting}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    slug = setting["name"].replace(" ", "_").replace("=", "")
+    return Path(p.out_dir) / "settings" / f"{slug}-{digest}.pt"
+
+
+def _attack_setting(p, setting, audit, model, task, data, device, generator, lpips_model) -> dict:
+    """Attack one simulation's captures with every method and score them: rows, attack summaries, matched
+    reconstructions and the skipped clients (plain containers, so the setting's cache loads with
+    ``weights_only=True``)."""
+    from .attacks import GENERATIVE, make_attack
+    from .experiment import result_rows
+    from .metrics import evaluate_batch, hungarian_match
+
+    done = {
+        "rows": [],
+        "attacks": [],
+        "recon": [],
+        "skipped": [{**s, "setting": setting["name"]} for s in audit.skipped],
+    }
+    n = setting["partition_size"]
+    for cap in audit.captures:
+        k = int(cap.client)
+        idx = data.indices[k * n : (k + 1) * n]
+        images, labels = data.images[k * n : (k + 1) * n], data.labels[k * n : (k + 1) * n]
+        victim = cap.global_model(model).to(device)
+        eval_model = cap.global_model(model)
+        update = cap.update.with_tensors([t.to(device) for t in cap.update.tensors])
+        steps = setting["local_epochs"] * math.ceil(n / min(p.batch_size, n))
+        for method in p.methods:
+            overrides = {"budget": p.budget, "seed": p.seed + k, "label_strategy": p.label_strategy,
+                         "progress": p.progress}  # fmt: skip
+            if p.restarts is not None:
+                overrides["restarts"] = p.restarts
+            if method in GENERATIVE:
+                overrides["generator"] = generator
+            result = make_attack(method, victim, task, **overrides)(update)
+            recons = result.images.cpu()
+            scores = evaluate_batch(recons, result.labels.cpu(), images, labels, model=eval_model, task=task,
+                                    lpips=lpips_model)  # fmt: skip
+            matched = recons[hungarian_match(recons, images)]
+            done["recon"].append({"client": k, "round": cap.round, "method": method, "images": matched})
+            extra = {"client": k, "round": cap.round, "setting": setting["name"],
+                     "local_epochs": setting["local_epochs"], "partition_size": n, "local_steps": steps,
+                     "dp_clipping_norm": setting["dp"]["clipping_norm"] if setting["dp"] else None,
+                     "delta_norm": cap.delta_norm, "mode": p.mode}  # fmt: skip
+            done["rows"] += [{**r, **extra} for r in result_rows(method, idx, labels, scores, result)]
+            done["attacks"].append({**extra, **result.summary()})
+    return done
+
+
 def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAudit:
     """Run every setting's Flower simulation with the auditing server, attack the captured updates with every
     method, score them against the clients' private images and write ``out_dir/results.json`` (the contract
     of :mod:`gifd.experiment`, each row with ``client``, ``round``, ``setting``, ``local_epochs``,
     ``partition_size``, ``local_steps``, ``dp_clipping_norm`` and ``delta_norm``, the norm of the update the
     server received; ``groups``: mean and std per setting, round and method)."""
-    from .attacks import GENERATIVE, make_attack
+    from .attacks import GENERATIVE
     from .data import load_images
-    from .experiment import result_rows, write_results
-    from .metrics import evaluate_batch, hungarian_match
+    from .experiment import write_results
     from .models import make_model
     from .provenance import versions
 
@@ -650,37 +731,22 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows, truth, recon, skipped, attacks = [], {}, {}, [], []
     for setting in p.settings():
-        audit = _simulate(p, setting, model, task, data)
-        skipped += [{**s, "setting": setting["name"]} for s in audit.skipped]
-        n = setting["partition_size"]
-        for cap in audit.captures:
-            k = int(cap.client)
-            idx = data.indices[k * n : (k + 1) * n]
-            images, labels = data.images[k * n : (k + 1) * n], data.labels[k * n : (k + 1) * n]
-            truth[(setting["name"], k)] = images
-            victim = cap.global_model(model).to(device)
-            eval_model = cap.global_model(model)
-            update = cap.update.with_tensors([t.to(device) for t in cap.update.tensors])
-            steps = setting["local_epochs"] * math.ceil(n / min(p.batch_size, n))
-            for method in p.methods:
-                overrides = {"budget": p.budget, "seed": p.seed + k, "label_strategy": p.label_strategy,
-                             "progress": p.progress}  # fmt: skip
-                if p.restarts is not None:
-                    overrides["restarts"] = p.restarts
-                if method in GENERATIVE:
-                    overrides["generator"] = generator
-                result = make_attack(method, victim, task, **overrides)(update)
-                scores = evaluate_batch(result.images.cpu(), result.labels.cpu(), images, labels, model=eval_model,
-                                        task=task, lpips=lpips_model)  # fmt: skip
-                recon[(setting["name"], k, cap.round, method)] = result.images.cpu()[
-                    hungarian_match(result.images.cpu(), images)
-                ]
-                extra = {"client": k, "round": cap.round, "setting": setting["name"],
-                         "local_epochs": setting["local_epochs"], "partition_size": n, "local_steps": steps,
-                         "dp_clipping_norm": setting["dp"]["clipping_norm"] if setting["dp"] else None,
-                         "delta_norm": cap.delta_norm, "mode": p.mode}  # fmt: skip
-                rows += [{**r, **extra} for r in result_rows(method, idx, labels, scores, result)]
-                attacks.append({**extra, **result.summary()})
+        cache = _setting_cache(p, setting) if p.resume else None
+        done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
+        if done is None:
+            audit = _simulate(p, setting, model, task, data)
+            done = _attack_setting(p, setting, audit, model, task, data, device, generator, lpips_model)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(done, cache.with_suffix(".partial"))
+                cache.with_suffix(".partial").replace(cache)  # a killed run never leaves half a setting
+        name, n = setting["name"], setting["partition_size"]
+        rows += done["rows"]
+        attacks += done["attacks"]
+        skipped += done["skipped"]
+        for k in dict.fromkeys(r["client"] for r in done["rows"]):
+            truth[(name, k)] = data.images[k * n : (k + 1) * n]
+        recon.update({(name, e["client"], e["round"], e["method"]): e["images"] for e in done["recon"]})
     mean, std = _grouped(rows)
     results = write_results(Path(p.out_dir), rows, p.methods, asdict(p), start, started_versions,
                             groups={"mean": mean, "std": std}, skipped=skipped, attacks=attacks,

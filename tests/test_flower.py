@@ -1,6 +1,8 @@
 """The Flower audit: what the server captures is what gifd.fl computes, auditing never changes aggregation, and
 bad client results are skipped with a reason while training goes on."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +134,8 @@ def simulation():
     """One real Flower simulation: 2 plain clients, 1 round, the auditing server around FedAvg."""
     from flwr.simulation import run_simulation
 
+    # on a loaded machine Ray's agents may need more than the raylet's default 30 s to start (as in run_audit)
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
     server_model = tiny_net()
     strategy = FedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=2, min_available_clients=2,
                       initial_parameters=ndarrays_to_parameters(model_arrays(server_model, "state_dict")),
@@ -272,3 +276,17 @@ def test_a_failing_capture_handler_is_reported_and_aggregation_still_happens():
         "the audit's handler failed (RuntimeError('out of memory attacking a'))",
         "the audit's handler failed (RuntimeError('out of memory attacking b'))",
     ]
+
+
+def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
+    from gifd.flower import _setting_cache
+
+    p = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1, 5]})
+    first, second = p.settings()
+    key = _setting_cache(p, first)
+    assert key.parent == tmp_path / "settings" and key.name.startswith("E1_n4-")
+    assert _setting_cache(p, second) != key
+    same = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1], "progress": False})
+    assert _setting_cache(same, same.settings()[0]) == key  # the other settings and the progress bar do not count
+    other = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1, 5], "budget": 41})
+    assert _setting_cache(other, other.settings()[0]) != key
