@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -86,7 +85,8 @@ FIT_KEYS = {"lr": "lr", "epochs": "local_epochs", "batch_size": "batch_size"}
 #: the key under which Flower's DifferentialPrivacyClientSideFixedClipping sends the clipping norm
 KEY_CLIPPING_NORM = "clipping_norm"
 MODES = ("gradient", "replay")
-SIMULATION_ATTEMPTS = 2  # a simulation that fails before its first round (Ray did not start) is started again
+SIMULATION_ATTEMPTS = 3  # a simulation that fails before its first round is started again: on a loaded machine
+# Ray's raylet can give up waiting for its (slow to import) agent and never come up
 
 
 class AuditSkip(ValueError):
@@ -603,8 +603,6 @@ def _simulate(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTas
         return ServerAppComponents(strategy=audit, config=ServerConfig(num_rounds=p.rounds))
 
     cpus = int(math.ceil(max(p.client_cpus, 1.0) * clients))
-    # on a loaded machine Ray's agents can take longer than the raylet's default 30 s to come up
-    os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
     for attempt in range(1, SIMULATION_ATTEMPTS + 1):
         try:
             run_simulation(ServerApp(server_fn=server_fn), ClientApp(client_fn=client_fn, mods=mods),
