@@ -112,12 +112,12 @@ def test_gifd_stays_in_each_stages_l1_ball(gan_setup, monkeypatch):
 
     def spy(delta, radius):
         out = original(delta, radius)
-        seen.append((out.flatten(1).abs().sum(1).max().item(), radius))
+        seen.append((out.flatten(1).abs().double().sum(1).max().item(), radius))
         return out
 
     monkeypatch.setattr(gifd_module, "project_l1_ball", spy)
     GIFD(model, task, generator=G, budget=200, radii=(0, 5.0, 5.0, 5.0), progress=False)(update)
-    assert seen and all(norm <= r + 1e-4 for norm, r in seen)
+    assert seen and all(norm <= r + 1e-5 for norm, r in seen)
 
 
 def test_gan_attacks_invert_fedavg_updates(gan_setup):

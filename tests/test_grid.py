@@ -52,7 +52,9 @@ def test_resume_skips_finished_jobs_and_completes_the_rest_after_a_kill(tmp_path
 
 
 def _strip(records):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "job_seconds", "pid")} for r in records]
+    """Records without timings and without the final matching loss (``score``), which is compared apart: a Ray
+    worker runs torch with another thread count, which changes float32 reduction order in its last digits."""
+    return [{k: v for k, v in r.items() if k not in ("seconds", "job_seconds", "pid", "score")} for r in records]
 
 
 def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
@@ -67,6 +69,7 @@ def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
     finally:
         ray.shutdown()
     assert _strip(remote) == _strip(local)
+    assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], rel=1e-5)
     lines = (tmp_path / "ray" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(x)["key"] for x in lines)
     assert {r["defense"] for r in local} == {None, "pruning"}

@@ -48,14 +48,17 @@ def project_l1_ball(delta: torch.Tensor, radius: float) -> torch.Tensor:
     flat = delta.reshape(delta.shape[0], -1)
     absd = flat.abs()
     inside = absd.sum(1) <= radius
-    mu = torch.sort(absd, dim=1, descending=True).values
+    # the threshold is found in float64 (float32 cumulative sums over a feature map drift by ~1e-4, enough to
+    # leave the ball); MPS has no float64 and keeps the input's precision
+    exact = torch.float32 if flat.device.type == "mps" else torch.float64
+    mu = torch.sort(absd, dim=1, descending=True).values.to(exact)
     cumsum = mu.cumsum(1)
-    ks = torch.arange(1, flat.shape[1] + 1, device=flat.device, dtype=flat.dtype)
+    ks = torch.arange(1, flat.shape[1] + 1, device=flat.device, dtype=exact)
     cond = mu * ks > (cumsum - radius)
     # cond holds on a prefix: rho is its last index (clamped: a diverged, NaN chain stays NaN instead of crashing)
     rho = (cond.sum(1, keepdim=True) - 1).clamp_min(0)
-    theta = (cumsum.gather(1, rho) - radius) / (rho + 1).to(flat.dtype)
-    proj = flat.sign() * (absd - theta).clamp_min(0)
+    theta = (cumsum.gather(1, rho) - radius) / (rho + 1).to(exact)
+    proj = flat.sign() * (absd.to(exact) - theta).clamp_min(0).to(flat.dtype)
     out = torch.where(inside[:, None], flat, proj)
     return out.reshape(delta.shape)
 
