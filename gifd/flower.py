@@ -470,6 +470,7 @@ class FlowerAuditParams:
     model: str = "resnet18"
     bn_mode: str = "eval"
     restarts: int | None = None
+    preset: str = "tuned"  # attack settings: "tuned" (gifd.presets.TUNED where tuned) or "paper"
     label_strategy: str = "llg"  # a client's partition repeats labels (Yin et al.'s rule assumes distinct ones)
     lpips: bool = True
     generator: str = "bundled"
@@ -511,6 +512,10 @@ class FlowerAuditParams:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.mode not in MODES:
             raise ValueError(f"unknown audit mode {self.mode!r}; choose one of {MODES}")
+        from .presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
         from .labels import LABEL_STRATEGIES
 
         if self.label_strategy not in LABEL_STRATEGIES:
@@ -643,15 +648,29 @@ _NOT_IN_KEY = {"out_dir", "progress", "resume", "max_images", "client_cpus", "lo
                "dp_clipping_norm", "dp_noise_multiplier"}  # fmt: skip
 
 
-def _setting_cache(p: FlowerAuditParams, setting: dict) -> Path:
-    """Where a finished setting (its simulation's attacks, scored) is kept, keyed by what determines it."""
-    import hashlib
-    import json
+def _overrides(p: FlowerAuditParams, method: str, generator) -> dict:
+    """``method``'s configuration overrides in this audit: its preset, then the audit's ``restarts``."""
+    from .attacks import GENERATIVE
+    from .presets import attack_overrides
 
-    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY} | {"setting": setting}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    gen = generator if method in GENERATIVE else None
+    return attack_overrides(method, preset=p.preset, generator=gen, restarts=p.restarts)
+
+
+def _setting_cache(p: FlowerAuditParams, setting: dict, generator=None) -> Path:
+    """Where a finished setting (its simulation's attacks, scored) is kept, keyed by what determines it: the
+    parameters and, per method, the resolved preset overrides and the attack's revision (so a newly tuned preset
+    or a changed attack never reuses an old setting), and the generator file's sha256."""
+    from .attacks import ATTACKS
+    from .keys import digest
+
+    attacks = {m: {"overrides": _overrides(p, m, generator), "revision": ATTACKS[m].revision} for m in p.methods}
+    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY} | {"setting": setting, "attacks": attacks}
+    source = getattr(generator, "source_sha256", None)
+    if source:
+        key["generator_sha256"] = source
     slug = setting["name"].replace(" ", "_").replace("=", "")
-    return Path(p.out_dir) / "settings" / f"{slug}-{digest}.pt"
+    return Path(p.out_dir) / "settings" / f"{slug}-{digest(key)}.pt"
 
 
 def _attack_setting(p, setting, audit, model, task, data, device, generator, lpips_model) -> dict:
@@ -678,10 +697,8 @@ def _attack_setting(p, setting, audit, model, task, data, device, generator, lpi
         update = cap.update.with_tensors([t.to(device) for t in cap.update.tensors])
         steps = setting["local_epochs"] * math.ceil(n / min(p.batch_size, n))
         for method in p.methods:
-            overrides = {"budget": p.budget, "seed": p.seed + k, "label_strategy": p.label_strategy,
-                         "progress": p.progress}  # fmt: skip
-            if p.restarts is not None:
-                overrides["restarts"] = p.restarts
+            overrides = {**_overrides(p, method, generator), "budget": p.budget, "seed": p.seed + k,
+                         "label_strategy": p.label_strategy, "progress": p.progress}  # fmt: skip
             if method in GENERATIVE:
                 overrides["generator"] = generator
             result = make_attack(method, victim, task, **overrides)(update)
@@ -729,7 +746,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows, truth, recon, skipped, attacks = [], {}, {}, [], []
     for setting in p.settings():
-        cache = _setting_cache(p, setting) if p.resume else None
+        cache = _setting_cache(p, setting, generator) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
         if done is None:
             audit = _simulate(p, setting, model, task, data)

@@ -19,7 +19,9 @@ PRESETS = ("tuned", "paper")
 
 #: method (or ``method@generator family``) -> config overrides chosen by ``tools/tune.py``; the comment names
 #: the table that chose it
-TUNED: dict[str, dict] = {}
+TUNED: dict[str, dict] = {
+    "ig": {"restarts": 1, "total_variation": 1e-3},  # figures/tuning_ig/table.md: 23.87 dB (paper's R=4: 12.35)
+}
 
 
 def family(generator) -> str:

@@ -1,0 +1,87 @@
+"""Presets: the tuned settings reach every runner, ``paper`` ignores them, and a changed preset never reuses a
+result made under another (attack cache, grid, Flower settings)."""
+
+import pytest
+import torch
+
+import gifd.presets as presets
+from gifd.attacks import make_attack
+from gifd.data import load_images
+from gifd.experiment import ExperimentParams, run_comparison
+from gifd.generators import load_generator
+from gifd.keys import attack_parts
+from gifd.models import make_model
+from gifd.presets import TUNED, attack_overrides, tuned
+
+
+def test_the_tuned_ig_preset_is_the_winner_of_its_table():
+    import json
+    from pathlib import Path
+
+    table = json.loads((Path(__file__).resolve().parents[1] / "figures/tuning_ig/results.json").read_text())
+    assert TUNED["ig"] == table["winner_config"]
+
+
+def test_overrides_apply_preset_then_restarts_then_the_runs_own_config(monkeypatch):
+    monkeypatch.setitem(TUNED, "gi", {"restarts": 1, "lr": 0.3})
+    assert attack_overrides("gi") == {"restarts": 1, "lr": 0.3}
+    assert attack_overrides("gi", preset="paper") == {}
+    assert attack_overrides("gi", restarts=2) == {"restarts": 2, "lr": 0.3}
+    assert attack_overrides("gi", restarts=2, attack_config={"gi": {"restarts": 3}, "ig": {"lr": 9}}) == {
+        "restarts": 3,
+        "lr": 0.3,
+    }
+    with pytest.raises(ValueError, match="unknown preset 'best'"):
+        attack_overrides("gi", preset="best")
+
+
+def test_generative_presets_are_per_generator_family(monkeypatch):
+    G = load_generator("random-dcgan", num_classes=10)
+    monkeypatch.setitem(TUNED, "gias@dcgan", {"weight_lr": 1e-3})
+    monkeypatch.setitem(TUNED, "gias", {"weight_lr": 5.0})  # a family-less entry never applies to a generator
+    assert presets.family(G) == "dcgan"
+    assert tuned("gias", G) == {"weight_lr": 1e-3}
+    monkeypatch.delitem(TUNED, "gias@dcgan")
+    assert tuned("gias", G) == {}
+
+
+def test_a_run_resolves_the_preset_into_its_attack_and_cache_key(tmp_path, monkeypatch):
+    monkeypatch.setitem(TUNED, "ig", {"restarts": 1, "total_variation": 3e-3})
+    data = load_images("samples", None, [0])
+    model = make_model("convnet", data.task.num_classes, seed=0)
+    a = make_attack("ig", model, data.task, budget=8, **attack_overrides("ig"))
+    b = make_attack("ig", model, data.task, budget=8, **attack_overrides("ig", preset="paper"))
+    assert (a.config.total_variation, a.config.restarts) == (3e-3, 1)
+    assert attack_parts(a) != attack_parts(b)
+    base = dict(dataset="samples", indices=[0], budget=8, methods=["ig"], model="convnet", lpips=False,
+                progress=False)  # fmt: skip
+    res = run_comparison({**base, "out_dir": str(tmp_path / "t")}).results
+    paper = run_comparison({**base, "out_dir": str(tmp_path / "t"), "preset": "paper"}).results
+    cached = sorted(p.name for p in (tmp_path / "t" / "attacks").glob("ig-*.pt"))
+    assert len(cached) == 2  # the paper run did not reuse the tuned run's result
+    assert res["attacks"][0]["config"]["config"]["total_variation"] == pytest.approx(3e-3)
+    assert paper["attacks"][0]["config"]["config"]["total_variation"] == pytest.approx(1e-4)
+    assert ExperimentParams(**{**base, "out_dir": "x"}).preset == "tuned"
+
+
+def test_the_flower_setting_cache_follows_the_resolved_preset(tmp_path, monkeypatch):
+    from gifd.flower import FlowerAuditParams, _overrides, _setting_cache
+
+    p = FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], methods=["ig"],
+                                              out_dir=str(tmp_path)))  # fmt: skip
+    setting = next(iter(p.settings()))
+    before = _setting_cache(p, setting)
+    monkeypatch.setitem(TUNED, "ig", {"restarts": 1, "lr": 0.5})
+    assert _overrides(p, "ig", None) == {"restarts": 1, "lr": 0.5}
+    assert _setting_cache(p, setting) != before
+    with pytest.raises(ValueError, match="unknown preset"):
+        FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], preset="x"))
+
+
+def test_the_results_record_the_resolved_configuration(tmp_path):
+    torch.manual_seed(0)
+    res = run_comparison(dict(dataset="samples", indices=[0], budget=8, methods=["ig"], model="convnet",
+                              lpips=False, progress=False, out_dir=str(tmp_path))).results  # fmt: skip
+    config = res["attacks"][0]["config"]["config"]
+    for k, v in attack_overrides("ig").items():
+        assert config[k] == pytest.approx(v)
