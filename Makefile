@@ -3,13 +3,16 @@
 #   make test      create .venv, install, run pytest on the module and nbval on every notebook
 #   make bench     seconds per loss evaluation: our attacks against a minimal loop (build/bench.json)
 #   make mutants   mutation testing of the kernels (mutmut; not in CI: about an hour), report in docs/mutation.md
+#   make browser-test  opt-in: 01 and 06 in JupyterLab in headless Chromium, the explorer responds (build/browser/)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MUTMUT_VERSION ?= 3.8.1
+# make browser-test only (selenium 4.52.0 needs a newer certifi than our package index has)
+SELENIUM_VERSION ?= 4.51.0
 
-.PHONY: setup figures test lint strip lab clean bench mutants
+.PHONY: setup figures test lint strip lab clean bench mutants browser-test
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +52,11 @@ strip: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
+
+# needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver); no browser is downloaded
+browser-test: $(STAMP)
+	$(BIN)/pip install --quiet selenium==$(SELENIUM_VERSION)
+	GIFD_BROWSER_TEST=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -v tests/test_browser.py
 
 clean:
 	rm -rf build
