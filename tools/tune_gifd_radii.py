@@ -28,7 +28,7 @@ def main() -> None:
         help="radius of stages 1..3 (0: no l1 ball), or a comma-separated radius per stage",
     )
     ap.add_argument("--budget", type=int, default=1000)
-    ap.add_argument("--out", default="figures/tuning_gifd_dcgan")
+    ap.add_argument("--out", default="figures/tuning_gifd_radii_dcgan")
     args = ap.parse_args()
     params = dict(dataset="cifar10", data_root=args.data, split="train", indices=args.indices, budget=args.budget,
                   methods=["gifd"], seed=123, out_dir=args.out, stage_rows=True)  # fmt: skip

@@ -62,7 +62,8 @@ GIFD_PRESETS: dict[str, dict] = {
                "last_stage": 9, "spherical_all_stages": False, "project_latent": False},
     "stylegan2": {"radii": (1000, 2000, 3000, 4000, 5000, 6000, 8000, 8000), "last_stage": 4,
                   "spherical_all_stages": True, "project_latent": True},
-    # tuned on CIFAR-10 *training* images 0, 25000 at budget 1000 (tools/tune_gifd_radii.py, figures/tuning_gifd_dcgan):
+    # tuned on CIFAR-10 *training* images 0, 25000 at budget 1000 (tools/tune_gifd_radii.py,
+    # figures/tuning_gifd_radii_dcgan):
     # radius 1000 for stages 1-3 beat 0 (no ball), 100, 300 and the growing 1000/2000/3000 by >= 4.9 dB mean PSNR
     "dcgan": {"radii": (0, 1000, 1000, 1000), "last_stage": 3, "spherical_all_stages": False, "project_latent": False},
     # the 64x64 Tiny-ImageNet prior: the CIFAR-10 prior's radii carried over, every stage up to the last feature
