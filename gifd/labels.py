@@ -115,14 +115,15 @@ LABEL_STRATEGIES = ("auto", "idlg", "yin", "llg", "bias_counts")
 def infer_labels(
     update: SharedUpdate, num_classes: int, batch_size: int | None = None, strategy: str = "auto"
 ) -> torch.Tensor:
-    """Infer the batch's labels; ``auto`` is iDLG for one sample and Yin et al. (distinct labels) otherwise."""
+    """Infer the batch's labels; ``auto`` is iDLG for one sample, Yin et al. (distinct labels) for batches of at
+    most ``num_classes`` samples, and LLG (labels may repeat) for larger batches, where labels must repeat."""
     if strategy not in LABEL_STRATEGIES:
         raise ValueError(f"unknown label strategy {strategy!r}; choose one of {LABEL_STRATEGIES}")
     batch_size = batch_size or update.num_samples
     if batch_size is None:
         raise ValueError("the batch size is not disclosed by the update: pass batch_size")
     if strategy == "auto":
-        strategy = "idlg" if batch_size == 1 else "yin"
+        strategy = "idlg" if batch_size == 1 else "yin" if batch_size <= num_classes else "llg"
     if strategy == "idlg":
         if batch_size != 1:
             raise ValueError(f"iDLG infers the label of a single sample, the batch has {batch_size}")
