@@ -14,12 +14,20 @@ from gifd.models import make_model
 from gifd.presets import TUNED, attack_overrides, tuned
 
 
-def test_the_tuned_ig_preset_is_the_winner_of_its_table():
+def test_every_tuned_preset_is_the_winner_of_its_table():
+    """Each ``figures/tuning_<method>[_<family>]/results.json`` written by tools/tune.py has its winner in TUNED
+    (as ``method`` or ``method@family``), and every TUNED entry has such a table."""
     import json
     from pathlib import Path
 
-    table = json.loads((Path(__file__).resolve().parents[1] / "figures/tuning_ig/results.json").read_text())
-    assert TUNED["ig"] == table["winner_config"]
+    tables = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "figures").glob("tuning_*/results.json")):
+        table = json.loads(path.read_text())
+        if "winner_config" not in table:  # the older radius-only tuning (tools/tune_gifd_radii.py)
+            continue
+        suffix = path.parent.name.removeprefix(f"tuning_{table['method']}")
+        tables[table["method"] + (f"@{suffix[1:]}" if suffix else "")] = table["winner_config"]
+    assert tables and tables == TUNED
 
 
 def test_overrides_apply_preset_then_restarts_then_the_runs_own_config(monkeypatch):
