@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -52,9 +53,19 @@ def test_resume_skips_finished_jobs_and_completes_the_rest_after_a_kill(tmp_path
 
 
 def _strip(records):
-    """Records without timings and without the final matching loss (``score``), which is compared apart: a Ray
-    worker runs torch with another thread count, which changes float32 reduction order in its last digits."""
-    return [{k: v for k, v in r.items() if k not in ("seconds", "job_seconds", "pid", "score")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "job_seconds", "pid")} for r in records]
+
+
+def _same(a, b) -> bool:
+    """Equal records up to float32 rounding: a Ray worker runs torch with another thread count, which changes the
+    reduction order and so the last digits of losses and metrics (never the keys, labels or evaluations)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-7)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
@@ -68,8 +79,7 @@ def test_ray_and_inprocess_backends_give_the_same_records(tmp_path):
         remote = run_grid(jobs, defense_job, tmp_path / "ray", backend="ray", progress=False)
     finally:
         ray.shutdown()
-    assert _strip(remote) == _strip(local)
-    assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], rel=1e-5)
+    assert _same(_strip(remote), _strip(local)), (_strip(remote), _strip(local))
     lines = (tmp_path / "ray" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(x)["key"] for x in lines)
     assert {r["defense"] for r in local} == {None, "pruning"}
