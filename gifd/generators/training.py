@@ -4,8 +4,9 @@ Non-saturating GAN loss (BCE on logits), one discriminator and one generator ste
 betas (0.5, 0.999), random horizontal flips of the real images, an exponential moving average (EMA) of the
 generator's weights (the EMA generator is what ships). Checkpoints (``out/checkpoint.pt``) hold the generator,
 its EMA, the discriminator, both optimisers, the iteration, the wall time and the random state, so a run
-resumes where it stopped; ``copy`` also writes an fp16 copy, small enough to commit, from which a fresh
-machine resumes when ``out`` has no checkpoint.
+resumes where it stopped; ``copy`` also writes a copy small enough to commit (the three networks in fp16, the
+iteration, time and random state, but not the Adam states, which would double its size), from which a fresh
+machine resumes when ``out`` has no checkpoint: the networks continue, Adam restarts its moment estimates.
 Training images come as one uint8 tensor ``(N, 3, H, W)`` decoded once; nothing here reads a test or
 validation split (the callers refuse one).
 """
@@ -111,11 +112,13 @@ def train_gan(G: StagedGenerator, D: nn.Module, G_ema: StagedGenerator, x_all: t
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        if "opt_g" in state:  # a committed copy has none: Adam restarts
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
         start, seconds = int(state["iteration"]), float(state["seconds"])
         torch.set_rng_state(state["rng"])
-        print(f"[{tag}] resumed at iteration {start} from {resume}", flush=True)
+        fresh = "" if "opt_g" in state else " (networks only: Adam restarts)"
+        print(f"[{tag}] resumed at iteration {start} from {resume}{fresh}", flush=True)
     bce = nn.BCEWithLogitsLoss()
     n = x_all.shape[0]
     grid_every = grid_every or every * 10
@@ -151,7 +154,7 @@ def train_gan(G: StagedGenerator, D: nn.Module, G_ema: StagedGenerator, x_all: t
                      "rng": torch.get_rng_state()}  # fmt: skip
             save_checkpoint(ckpt, state)
             if copy is not None:
-                save_checkpoint(copy, state, half=True)
+                save_checkpoint(copy, {k: v for k, v in state.items() if not k.startswith("opt_")}, half=True)
             print(f"[{tag}] {done}/{iterations} loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f} "
                   f"{elapsed:.0f} s", flush=True)  # fmt: skip
             if on_grid is not None and (done % grid_every == 0 or done == iterations):
