@@ -106,10 +106,9 @@ class ExperimentParams:
                              "into whole batches")  # fmt: skip
         if self.budget < 2:
             raise ValueError(f"budget must be >= 2, got {self.budget}")
-        from .presets import PRESETS
+        from .presets import check_preset
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
+        check_preset(self.preset)
         for method, overrides in (self.attack_config or {}).items():
             if method not in ATTACKS:
                 raise ValueError(f"attack_config names unknown method {method!r}; choose from {sorted(ATTACKS)}")

@@ -512,10 +512,9 @@ class FlowerAuditParams:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.mode not in MODES:
             raise ValueError(f"unknown audit mode {self.mode!r}; choose one of {MODES}")
-        from .presets import PRESETS
+        from .presets import check_preset
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {PRESETS}")
+        check_preset(self.preset)
         from .labels import LABEL_STRATEGIES
 
         if self.label_strategy not in LABEL_STRATEGIES:

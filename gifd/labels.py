@@ -116,7 +116,7 @@ def infer_labels(
     update: SharedUpdate, num_classes: int, batch_size: int | None = None, strategy: str = "auto"
 ) -> torch.Tensor:
     """Infer the batch's labels; ``auto`` is iDLG for one sample, Yin et al. (distinct labels) for batches of at
-    most ``num_classes`` samples, and LLG (labels may repeat) for larger batches, where labels must repeat."""
+    most ``num_classes`` samples, and LLG for larger ones (where labels must repeat)."""
     if strategy not in LABEL_STRATEGIES:
         raise ValueError(f"unknown label strategy {strategy!r}; choose one of {LABEL_STRATEGIES}")
     batch_size = batch_size or update.num_samples

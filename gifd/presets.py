@@ -13,7 +13,7 @@ Rule for other budgets: the presets tuned at 1,000 evaluations are used at every
 
 from __future__ import annotations
 
-__all__ = ["PRESETS", "TUNED", "tuned", "attack_overrides", "family"]
+__all__ = ["PRESETS", "TUNED", "tuned", "attack_overrides", "check_preset", "family"]
 
 PRESETS = ("tuned", "paper")
 
@@ -23,6 +23,12 @@ TUNED: dict[str, dict] = {
     "ig": {"restarts": 1, "total_variation": 1e-3},  # figures/tuning_ig/table.md: 23.87 dB (paper's R=4: 12.35)
     "gifd@dcgan": {"restarts": 2},  # figures/tuning_gifd_dcgan/table.md: 28.72 dB (paper's R=4: 27.11)
 }
+
+
+def check_preset(preset: str) -> None:
+    """Refuse a preset name that is not one of :data:`PRESETS`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {PRESETS}")
 
 
 def family(generator) -> str:
@@ -48,8 +54,7 @@ def attack_overrides(method: str, *, preset: str = "tuned", generator=None, rest
                      attack_config: dict | None = None) -> dict:  # fmt: skip
     """The configuration overrides of ``method`` in a run: the preset's, then the run's ``restarts`` (when
     given), then the run's own ``attack_config[method]`` (each later one wins)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {PRESETS}")
+    check_preset(preset)
     out = tuned(method, generator) if preset == "tuned" else {}
     if restarts is not None:
         out["restarts"] = restarts

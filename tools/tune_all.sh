@@ -7,9 +7,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/gifd_data/cifar10_yoongikim/cifar10_jpg_q75_train_test.tar.gz}
 PY=${PY:-.venv/bin/python}
 mkdir -p build
-for m in "${@:-ig gifd gias ggl gi}"; do
-  for one in $m; do
-    OMP_NUM_THREADS=1 "$PY" tools/tune.py "$one" --data "$DATA" >> "build/tune_$one.log" 2>&1
-    echo "$one done rc=$? $(date)" >> build/tune_all.log
-  done
+for m in ${*:-ig gifd gias ggl gi}; do
+  OMP_NUM_THREADS=1 "$PY" tools/tune.py "$m" --data "$DATA" >> "build/tune_$m.log" 2>&1
+  echo "$m done rc=$? $(date)" >> build/tune_all.log
 done
