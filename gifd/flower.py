@@ -566,6 +566,9 @@ class FlowerAudit:
     reconstructions: dict[tuple[str, int, int, str], torch.Tensor]
     skipped: list[dict]
     out_dir: Path
+    #: GIFD's image at the end of each stage and its gradient distance, same keys (settings cached before these were
+    #: kept have none)
+    stages: dict[tuple[str, int, int, str], tuple[list[torch.Tensor], list[float]]] = field(default_factory=dict)
 
 
 def _simulate(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTask, data) -> AuditingStrategy:
@@ -704,8 +707,12 @@ def _attack_setting(p, setting, audit, model, task, data, device, generator, lpi
             recons = result.images.cpu()
             scores = evaluate_batch(recons, result.labels.cpu(), images, labels, model=eval_model, task=task,
                                     lpips=lpips_model)  # fmt: skip
-            matched = recons[hungarian_match(recons, images)]
-            done["recon"].append({"client": k, "round": cap.round, "method": method, "images": matched})
+            perm = hungarian_match(recons, images)
+            entry = {"client": k, "round": cap.round, "method": method, "images": recons[perm]}
+            if "stage_images" in result.extras:  # GIFD: each stage's image, matched alike (for the explorer)
+                entry["stages"] = [s.cpu()[perm].half() for s in result.extras["stage_images"]]
+                entry["stage_scores"] = list(result.extras["stage_scores"])
+            done["recon"].append(entry)
             extra = {"client": k, "round": cap.round, "setting": setting["name"],
                      "local_epochs": setting["local_epochs"], "partition_size": n, "local_steps": steps,
                      "dp_clipping_norm": setting["dp"]["clipping_norm"] if setting["dp"] else None,
@@ -743,7 +750,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         from .generators import load_generator
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
-    rows, truth, recon, skipped, attacks = [], {}, {}, [], []
+    rows, truth, recon, stages, skipped, attacks = [], {}, {}, {}, [], []
     for setting in p.settings():
         cache = _setting_cache(p, setting, generator) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
@@ -761,11 +768,14 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         for k in dict.fromkeys(r["client"] for r in done["rows"]):
             truth[(name, k)] = data.images[k * n : (k + 1) * n]
         recon.update({(name, e["client"], e["round"], e["method"]): e["images"] for e in done["recon"]})
+        stages.update({(name, e["client"], e["round"], e["method"]): ([s.float() for s in e["stages"]],
+                                                                     e["stage_scores"])
+                       for e in done["recon"] if "stages" in e})  # fmt: skip
     mean, std = _grouped(rows)
     results = write_results(Path(p.out_dir), rows, p.methods, asdict(p), start, started_versions,
                             groups={"mean": mean, "std": std}, skipped=skipped, attacks=attacks,
                             settings=p.settings(), lpips_net=None if lpips_model is None else "alex")  # fmt: skip
-    return FlowerAudit(results, truth, recon, skipped, Path(p.out_dir))
+    return FlowerAudit(results, truth, recon, skipped, Path(p.out_dir), stages)
 
 
 def audit_figure(audit: FlowerAudit, max_images: int | None = None):

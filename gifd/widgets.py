@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["explore", "title_of"]
+__all__ = ["explore", "explore_audit", "title_of"]
 
 
 def title_of(result, stage: int) -> str:
@@ -14,35 +14,79 @@ def title_of(result, stage: int) -> str:
     return f"{where}gradient distance {score:.4f}; restart scores {[round(s, 4) for s in restarts]}"
 
 
-def explore(comparison):
-    """Browse a :class:`~gifd.experiment.Comparison`: method, batch, and for GIFD the stage (the image each
-    stage ended with, its gradient distance, and the best restart). Returns the ipywidgets box."""
+def _explorer(methods: list[str], view, pick):
+    """A method menu (first), the ``view`` control, a "GIFD stage" slider and the figure: ``pick(method, view,
+    stage)`` gives ``(truth, shown, title, number of stages)`` (1 stage: the slider is disabled)."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
     from .plots import image_grid
 
-    methods = list(comparison.attack_results)
-    batches = max(len(v) for v in comparison.attack_results.values())
     method = widgets.Dropdown(options=methods, description="method")
-    batch = widgets.IntSlider(0, 0, max(batches - 1, 0), description="batch")
     stage = widgets.IntSlider(0, 0, 0, description="GIFD stage")
     out = widgets.Output()
-    bs = comparison.results["params"]["batch_size"]
 
     def draw(*_):
-        result = comparison.attack_results[method.value][batch.value]
-        stages = result.extras.get("stage_images")
-        stage.max = len(stages) - 1 if stages else 0
-        stage.disabled = not stages
-        truth = comparison.data.images[batch.value * bs : (batch.value + 1) * bs]
-        shown = stages[stage.value] if stages else result.images
+        stage.max = max(pick(method.value, view.value, None)[3] - 1, 0)  # before reading the (clamped) value
+        truth, shown, title, stages = pick(method.value, view.value, stage.value)
+        stage.disabled = stages < 2
         with out:
             out.clear_output(wait=True)
-            image_grid([truth, shown.cpu()], row_titles=["truth", method.value], title=title_of(result, stage.value))
+            image_grid([truth, shown], row_titles=["truth", method.value], title=title)
             plt.show()
 
-    for w in (method, batch, stage):
+    for w in (method, view, stage):
         w.observe(draw, names="value")
     draw()
-    return widgets.VBox([widgets.HBox([method, batch, stage]), out])
+    return widgets.VBox([widgets.HBox([method, view, stage]), out])
+
+
+def explore(comparison):
+    """Browse a :class:`~gifd.experiment.Comparison`: method, batch, and for GIFD the stage (the image each
+    stage ended with, its gradient distance, and the best restart). Returns the ipywidgets box."""
+    import ipywidgets as widgets
+
+    batches = max(len(v) for v in comparison.attack_results.values())
+    batch = widgets.IntSlider(0, 0, max(batches - 1, 0), description="batch")
+    bs = comparison.results["params"]["batch_size"]
+
+    def pick(method, b, stage):
+        result = comparison.attack_results[method][b]
+        stages = result.extras.get("stage_images")
+        if stage is None:
+            return None, None, None, len(stages) if stages else 1
+        shown = stages[stage] if stages else result.images
+        return comparison.data.images[b * bs : (b + 1) * bs], shown.cpu(), title_of(result, stage), len(stages or [0])
+
+    return _explorer(list(comparison.attack_results), batch, pick)
+
+
+def explore_audit(audit):
+    """Browse a :class:`~gifd.flower.FlowerAudit`: method, the audited update (simulation, client, round), and for
+    GIFD the stage (the image each stage ended with and its gradient distance), each against the client's private
+    images. Returns the ipywidgets box."""
+    import ipywidgets as widgets
+
+    updates = list(dict.fromkeys(key[:3] for key in audit.reconstructions))
+    if not updates:
+        raise ValueError("the audit captured nothing to browse (see the skipped clients)")
+    view = widgets.Dropdown(options=[(f"{s}, client {c}, round {r}", (s, c, r)) for s, c, r in updates],
+                            description="update")  # fmt: skip
+    psnr: dict = {}
+    for r in audit.results["rows"]:
+        psnr.setdefault((r["setting"], r["client"], r["round"], r["method"]), []).append(r["psnr"])
+
+    def pick(method, update, stage):
+        key = (*update, method)
+        images, scores = audit.stages.get(key, (None, None))
+        if stage is None:
+            return None, None, None, len(images) if images else 1
+        vals = psnr.get(key, [])
+        title = f"{update[0]}, client {update[1]}, round {update[2]}: mean PSNR {sum(vals) / max(len(vals), 1):.1f} dB"
+        if images:
+            title = f"stage {stage}: gradient distance {scores[stage]:.4f}; " + title.split(": ", 1)[0]
+        shown = images[stage] if images else audit.reconstructions[key]
+        return audit.truth[update[:2]], shown, title, len(images) if images else 1
+
+    methods = list(dict.fromkeys(key[3] for key in audit.reconstructions))
+    return _explorer(methods, view, pick)

@@ -292,3 +292,31 @@ def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
     assert _setting_cache(same, same.settings()[0]) == key  # the other settings and the progress bar do not count
     other = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1, 5], "budget": 41})
     assert _setting_cache(other, other.settings()[0]) != key
+
+
+def test_the_audit_keeps_gifds_stages_matched_and_its_explorer_browses_them(tmp_path):
+    """run_audit keeps GIFD's image at each stage, matched to the private images like the final one (whose best
+    stage it is), through the setting's cache; the explorer's stage slider spans them for GIFD only."""
+    from gifd.flower import run_audit
+    from gifd.widgets import explore_audit
+
+    params = {"indices": [0, 1, 2, 3], "batch_size": 2, "budget": 12, "restarts": 1, "methods": ["ig", "gifd"],
+              "model": "convnet", "rounds": 1, "local_epochs": [1], "partition_sizes": [2], "audit_rounds": [1],
+              "audit_clients": [0], "lpips": False, "progress": False, "out_dir": str(tmp_path)}  # fmt: skip
+    audits = [run_audit(params), run_audit(params)]  # the second from the setting's cache
+    for audit in audits:
+        (key,) = [k for k in audit.reconstructions if k[3] == "gifd"]
+        assert set(audit.stages) == {key}  # IG has no stages
+        images, scores = audit.stages[key]
+        assert len(images) == len(scores) > 1
+        final = audit.reconstructions[key]
+        best = min(range(len(scores)), key=scores.__getitem__)
+        assert torch.allclose(images[best], final, atol=2e-3)  # fp16 copies of the matched images
+        assert all(im.shape == final.shape for im in images)
+    box = explore_audit(audits[1])
+    method, update, stage = box.children[0].children
+    assert list(method.options) == ["ig", "gifd"] and stage.disabled and stage.max == 0
+    assert update.value == key[:3]
+    method.value = "gifd"
+    assert not stage.disabled and stage.max == len(images) - 1
+    stage.value = 1  # redraws without error
