@@ -645,41 +645,46 @@ def _grouped(rows: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
-#: parameters that do not change a setting's attacks (left out of its cache key)
-_NOT_IN_KEY = {"out_dir", "progress", "resume", "max_images", "client_cpus", "local_epochs", "partition_sizes",
-               "dp_clipping_norm", "dp_noise_multiplier"}  # fmt: skip
-
-
-def _overrides(p: FlowerAuditParams, method: str, generator) -> dict:
-    """``method``'s configuration overrides in this audit: its preset, then the audit's ``restarts``."""
+def _overrides(p: FlowerAuditParams, method: str, generator, seed: int | None = None) -> dict:
+    """``method``'s configuration in this audit: its preset, the audit's ``restarts``, budget and label strategy,
+    the generator (generative methods) and ``seed`` (default the audit's; each client's attack adds its id)."""
     from .attacks import GENERATIVE
     from .presets import attack_overrides
 
     gen = generator if method in GENERATIVE else None
-    return attack_overrides(method, preset=p.preset, generator=gen, restarts=p.restarts)
+    out = attack_overrides(method, preset=p.preset, generator=gen, restarts=p.restarts)
+    out.update(budget=p.budget, seed=p.seed if seed is None else seed, label_strategy=p.label_strategy,
+               progress=p.progress)  # fmt: skip
+    if gen is not None:
+        out["generator"] = gen
+    return out
 
 
-def _setting_cache(p: FlowerAuditParams, setting: dict, generator=None) -> Path:
-    """Where a finished setting (its simulation's attacks, scored) is kept, keyed by what determines it: the
-    parameters and, per method, the resolved preset overrides and the attack's revision (so a newly tuned preset
-    or a changed attack never reuses an old setting), and the generator file's sha256."""
-    from .attacks import ATTACKS
-    from .keys import digest
+#: parameters that do not change a setting's attacks (left out of its cache key, besides :data:`keys.NOT_IN_KEY`;
+#: ``methods`` counts through the attacks' parts)
+_NOT_IN_KEY = frozenset({"max_images", "client_cpus", "local_epochs", "partition_sizes", "dp_clipping_norm",
+                         "dp_noise_multiplier"})  # fmt: skip
 
-    attacks = {m: {"overrides": _overrides(p, m, generator), "revision": ATTACKS[m].revision} for m in p.methods}
-    key = {k: v for k, v in asdict(p).items() if k not in _NOT_IN_KEY} | {"setting": setting, "attacks": attacks}
-    source = getattr(generator, "source_sha256", None)
-    if source:
-        key["generator_sha256"] = source
+
+def _setting_cache(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTask, generator=None) -> Path:
+    """Where a finished setting (its simulation's attacks, scored) is kept, keyed like every stored result
+    (:func:`gifd.keys.result_key`): the audit's parameters, the setting, and per method the attack's
+    :func:`~gifd.keys.attack_parts` (resolved configuration and presets, revision, generator file sha256), so a
+    newly tuned preset or a changed attack never reuses an old setting."""
+    from .attacks import make_attack
+    from .keys import attack_parts, result_key
+
+    attacks = {m: attack_parts(make_attack(m, model, task, **_overrides(p, m, generator))) for m in p.methods}
+    key = result_key(asdict(p), skip=_NOT_IN_KEY, setting=setting, attacks=attacks)
     slug = setting["name"].replace(" ", "_").replace("=", "")
-    return Path(p.out_dir) / "settings" / f"{slug}-{digest(key)}.pt"
+    return Path(p.out_dir) / "settings" / f"{slug}-{key}.pt"
 
 
 def _attack_setting(p, setting, audit, model, task, data, device, generator, lpips_model) -> dict:
     """Attack one simulation's captures with every method and score them: rows, attack summaries, matched
     reconstructions and the skipped clients (plain containers, so the setting's cache loads with
     ``weights_only=True``)."""
-    from .attacks import GENERATIVE, make_attack
+    from .attacks import make_attack
     from .experiment import result_rows
     from .metrics import evaluate_batch, hungarian_match
 
@@ -699,10 +704,7 @@ def _attack_setting(p, setting, audit, model, task, data, device, generator, lpi
         update = cap.update.with_tensors([t.to(device) for t in cap.update.tensors])
         steps = setting["local_epochs"] * math.ceil(n / min(p.batch_size, n))
         for method in p.methods:
-            overrides = {**_overrides(p, method, generator), "budget": p.budget, "seed": p.seed + k,
-                         "label_strategy": p.label_strategy, "progress": p.progress}  # fmt: skip
-            if method in GENERATIVE:
-                overrides["generator"] = generator
+            overrides = _overrides(p, method, generator, seed=p.seed + k)
             result = make_attack(method, victim, task, **overrides)(update)
             recons = result.images.cpu()
             scores = evaluate_batch(recons, result.labels.cpu(), images, labels, model=eval_model, task=task,
@@ -752,7 +754,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows, truth, recon, stages, skipped, attacks = [], {}, {}, {}, [], []
     for setting in p.settings():
-        cache = _setting_cache(p, setting, generator) if p.resume else None
+        cache = _setting_cache(p, setting, model, task, generator) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
         if done is None:
             audit = _simulate(p, setting, model, task, data)

@@ -281,17 +281,24 @@ def test_a_failing_capture_handler_is_reported_and_aggregation_still_happens():
 
 
 def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
+    from gifd.data import load_images
     from gifd.flower import _setting_cache
+    from gifd.models import make_model
 
-    p = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1, 5]})
-    first, second = p.settings()
-    key = _setting_cache(p, first)
+    task = load_images("samples", None, [0]).task
+    model = make_model("convnet", task.num_classes, seed=0)
+
+    def cache(**params):
+        p = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "methods": ["ig", "gi"], **params})
+        return [_setting_cache(p, s, model, task) for s in p.settings()]
+
+    key, second = cache(local_epochs=[1, 5])
     assert key.parent == tmp_path / "settings" and key.name.startswith("E1_n4-")
-    assert _setting_cache(p, second) != key
-    same = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1], "progress": False})
-    assert _setting_cache(same, same.settings()[0]) == key  # the other settings and the progress bar do not count
-    other = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "local_epochs": [1, 5], "budget": 41})
-    assert _setting_cache(other, other.settings()[0]) != key
+    assert second != key
+    assert cache(local_epochs=[1], progress=False, device="cpu") == [key]  # other settings, progress, device: no
+    assert cache(local_epochs=[1, 5], budget=41)[0] != key
+    assert cache(local_epochs=[1], methods=["ig"])[0] != key  # the setting's cache holds every method's attacks
+    assert cache(local_epochs=[1], restarts=3)[0] != key
 
 
 def test_the_audit_keeps_gifds_stages_matched_and_its_explorer_browses_them(tmp_path):

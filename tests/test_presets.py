@@ -78,10 +78,12 @@ def test_the_flower_setting_cache_follows_the_resolved_preset(tmp_path, monkeypa
     p = FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], methods=["ig"],
                                               out_dir=str(tmp_path)))  # fmt: skip
     setting = next(iter(p.settings()))
-    before = _setting_cache(p, setting)
+    task = load_images("samples", None, [0]).task
+    model = make_model("convnet", task.num_classes, seed=0)
+    before = _setting_cache(p, setting, model, task)
     monkeypatch.setitem(TUNED, "ig", {"restarts": 1, "lr": 0.5})
-    assert _overrides(p, "ig", None) == {"restarts": 1, "lr": 0.5}
-    assert _setting_cache(p, setting) != before
+    assert {k: _overrides(p, "ig", None)[k] for k in ("restarts", "lr")} == {"restarts": 1, "lr": 0.5}
+    assert _setting_cache(p, setting, model, task) != before
     with pytest.raises(ValueError, match="unknown preset"):
         FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], preset="x"))
 
