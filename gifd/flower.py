@@ -817,6 +817,8 @@ def audit_curve(results: dict, metric: str = "psnr"):
     partition size (the runs without clipping; all audited rounds and clients), clipped runs as markers."""
     import matplotlib.pyplot as plt
 
+    from .plots import METRIC_LABELS
+
     rows = results["rows"]
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     colors: dict = {}
@@ -836,7 +838,7 @@ def audit_curve(results: dict, metric: str = "psnr"):
                 colors.setdefault((method, n), line.get_color())
     ax.set_xticks(sorted({r["local_epochs"] for r in rows}))
     ax.set_xlabel("local epochs", fontsize=8)
-    ax.set_ylabel(metric, fontsize=8)
-    ax.legend(fontsize=7)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
