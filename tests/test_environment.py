@@ -87,3 +87,19 @@ def test_every_notebook_has_test_parameters_and_figure_runs_are_known():
         for name, spec in runs[table].items():
             assert (ROOT / "notebooks" / spec["notebook"]).is_file(), name
             assert spec["parameters"]["out_dir"].startswith("figures/"), name
+
+
+def test_every_figure_run_sets_only_parameters_its_notebook_has():
+    """A run in runs.json that names a parameter its notebook lacks would fail only when someone runs it (hours
+    later, on another machine): catch it here."""
+    import nbformat
+
+    from gifd.checks import parameters_of
+
+    runs = json.loads((ROOT / "notebooks" / "runs.json").read_text())
+    for table in ("figures", "data"):
+        for name, spec in runs[table].items():
+            nb = nbformat.read(ROOT / "notebooks" / spec["notebook"], as_version=4)
+            cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+            unknown = set(spec["parameters"]) - set(parameters_of(cell.source))
+            assert not unknown, f"{table}/{name}: {spec['notebook']} has no parameter {sorted(unknown)}"

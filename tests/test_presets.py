@@ -1,6 +1,8 @@
 """Presets: the tuned settings reach every runner, ``paper`` ignores them, and a changed preset never reuses a
 result made under another (attack cache, grid, Flower settings)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -95,3 +97,22 @@ def test_the_results_record_the_resolved_configuration(tmp_path):
     config = res["attacks"][0]["config"]["config"]
     for k, v in attack_overrides("ig").items():
         assert config[k] == pytest.approx(v)
+
+
+def test_the_tuning_protocol_runs_six_configurations_on_training_images(shared_data, tmp_path):
+    """tools/tune.py on Tiny-ImageNet *training* images (64x64): restarts 1, 2, 4, then the three knobs at the best
+    restart count; the winner is the best mean PSNR, and the table names the data set and the command."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune", Path(__file__).resolve().parents[1] / "tools" / "tune.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    data = str(shared_data / "tinyimagenet_rangeetpan" / "tiny_imagenet_train_wnids_words.tar.gz")
+    res = tune.tune("ig", data, [25000], 8, tmp_path, "bundled", "cmd", dataset="tinyimagenet")
+    names = ["R=1", "R=2", "R=4"]
+    best_r = max(names, key=lambda n: res["mean"][n]["psnr"])
+    assert list(res["configs"]) == names + [f"{best_r},{k}" for k in tune.KNOBS["ig"]]
+    assert res["winner"] == max(res["configs"], key=lambda n: res["mean"][n]["psnr"])
+    assert res["dataset"] == "tinyimagenet" and res["split"] == "train"
+    assert [r["image"] for r in res["rows"]] == [25000] * 6
+    assert "Tiny-ImageNet training images [25000]" in (tmp_path / "table.md").read_text()

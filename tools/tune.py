@@ -1,7 +1,9 @@
-"""One tuning protocol for every attack, on CIFAR-10 *training* images at the comparison's budget.
+"""One tuning protocol for every attack, on *training* images at the comparison's budget (CIFAR-10; Tiny-ImageNet).
 
     python tools/tune.py ig --data ../shared/gifd_data/cifar10_yoongikim/cifar10_jpg_q75_train_test.tar.gz
     python tools/tune.py gifd --data ...            # generative methods: per generator (--generator bundled)
+    python tools/tune.py gifd --dataset tinyimagenet --generator tinyimagenet64 \
+        --data ../shared/gifd_data/tinyimagenet_rangeetpan/tiny_imagenet_train_wnids_words.tar.gz  # 64x64
 
 The protocol (the same for IG, GI, GGL, GIAS and GIFD: six configurations each):
 
@@ -32,6 +34,7 @@ from gifd.experiment import run_comparison  # noqa: E402
 from gifd.provenance import versions, write_json  # noqa: E402
 
 RESTARTS = (1, 2, 4)
+NAMES = {"cifar10": "CIFAR-10", "tinyimagenet": "Tiny-ImageNet"}
 PROTOCOL = ("restarts 1, 2, 4 at the paper's other settings; then three knobs one at a time at the best restart "
             "count; the best mean PSNR of the six wins")  # fmt: skip
 
@@ -46,9 +49,10 @@ KNOBS: dict[str, dict[str, dict]] = {
 }
 
 
-def tune(method: str, data: str, indices: list[int], budget: int, out: Path, generator: str, command: str) -> dict:
+def tune(method: str, data: str, indices: list[int], budget: int, out: Path, generator: str, command: str,
+         dataset: str = "cifar10") -> dict:  # fmt: skip
     start = time.perf_counter()
-    base = dict(dataset="cifar10", data_root=data, split="train", indices=indices, batch_size=1, budget=budget,
+    base = dict(dataset=dataset, data_root=data, split="train", indices=indices, batch_size=1, budget=budget,
                 methods=[method], seed=123, preset="paper", generator=generator, lpips=True,
                 progress=False)  # fmt: skip
     rows, configs = [], {}
@@ -71,14 +75,14 @@ def tune(method: str, data: str, indices: list[int], budget: int, out: Path, gen
 
     mean, std = summarise(rows, list(scores))
     results = {"method": method, "generator": generator if method in ("ggl", "gias", "gifd") else None,
-               "protocol": PROTOCOL, "indices": indices, "split": "train", "budget": budget,
+               "protocol": PROTOCOL, "dataset": dataset, "indices": indices, "split": "train", "budget": budget,
                "rows": rows, "mean": mean, "std": std, "configs": configs, "winner": winner,
                "winner_config": configs[winner], "command": command, "versions": versions(),
                "timing": {"total_seconds": time.perf_counter() - start}}  # fmt: skip
     write_json(out / "results.json", results)
     lines = [f"<!-- made by `{command}` -->",
-             f"Tuning of **{method}** on CIFAR-10 training images {indices} (batch 1, untrained ResNet-18, budget "
-             f"{budget}); step 1: restarts, step 2: one knob at a time at R={best_r}.", "",
+             f"Tuning of **{method}** on {NAMES[dataset]} training images {indices} (batch 1, untrained ResNet-18, "
+             f"budget {budget}); step 1: restarts, step 2: one knob at a time at R={best_r}.", "",
              "| configuration | overrides | PSNR (dB) | SSIM | LPIPS | per image (dB) |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name in scores:
@@ -97,7 +101,8 @@ def tune(method: str, data: str, indices: list[int], budget: int, out: Path, gen
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("method", choices=sorted(KNOBS))
-    ap.add_argument("--data", required=True, help="CIFAR-10 folder or .tar.gz (its training split is used)")
+    ap.add_argument("--data", required=True, help="the data set's folder or .tar.gz (its training split is used)")
+    ap.add_argument("--dataset", choices=sorted(NAMES), default="cifar10")
     ap.add_argument("--indices", type=int, nargs="+", default=[0, 25000], help="training-split indices")
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--generator", default="bundled", help="prior of ggl/gias/gifd")
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             suffix = "_" + (family(load_generator(args.generator, num_classes=10)) or "generator")
         out = Path("figures") / f"tuning_{args.method}{suffix}"  # relative: run from the repository root
     command = "python tools/tune.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    tune(args.method, args.data, args.indices, args.budget, out, args.generator, command)
+    tune(args.method, args.data, args.indices, args.budget, out, args.generator, command, args.dataset)
     return 0
 
 
