@@ -733,6 +733,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
     from .attacks import GENERATIVE
     from .data import load_images
     from .experiment import write_results
+    from .metrics import psnr
     from .models import make_model
     from .provenance import versions
 
@@ -774,9 +775,13 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
                                                                      e["stage_scores"])
                        for e in done["recon"] if "stages" in e})  # fmt: skip
     mean, std = _grouped(rows)
+    grey = {}  # what no attack at all scores: a flat grey image against the audited clients' private images
+    for (name, _), images in truth.items():
+        grey.setdefault(name, []).extend(psnr(torch.full_like(images, 0.5), images).tolist())
     results = write_results(Path(p.out_dir), rows, p.methods, asdict(p), start, started_versions,
                             groups={"mean": mean, "std": std}, skipped=skipped, attacks=attacks,
-                            settings=p.settings(), lpips_net=None if lpips_model is None else "alex")  # fmt: skip
+                            settings=p.settings(), lpips_net=None if lpips_model is None else "alex",
+                            flat_grey_psnr={k: statistics.fmean(v) for k, v in grey.items()})  # fmt: skip
     return FlowerAudit(results, truth, recon, skipped, Path(p.out_dir), stages)
 
 
@@ -809,7 +814,14 @@ def audit_table(results: dict) -> str:
     """Markdown table of mean ± std per setting, round and method."""
     from .plots import results_table
 
-    return results_table({"mean": results["groups"]["mean"], "std": results["groups"]["std"]})
+    table = results_table({"mean": results["groups"]["mean"], "std": results["groups"]["std"]})
+    if results.get("flat_grey_psnr"):
+        table += (
+            "\n\nNo attack at all, for reference: a flat grey image (0.5) against the same private images scores "
+            + "; ".join(f"{k} {v:.2f} dB" for k, v in results["flat_grey_psnr"].items())
+            + " (PSNR)."
+        )
+    return table
 
 
 def audit_curve(results: dict, metric: str = "psnr"):
@@ -836,6 +848,9 @@ def audit_curve(results: dict, metric: str = "psnr"):
                 line = ax.plot(epochs, ys, color=colors.get((method, n)), **style,
                                label=f"{method}, n={n}" + (", clipped" if clipped else ""))[0]  # fmt: skip
                 colors.setdefault((method, n), line.get_color())
+    grey = [v for k, v in results.get("flat_grey_psnr", {}).items() if "clip" not in k]
+    if metric == "psnr" and grey:  # what no attack scores (a flat grey image), over the unclipped settings
+        ax.axhline(statistics.fmean(grey), color="0.5", ls=":", lw=1, label="flat grey image (no attack)")
     ax.set_xticks(sorted({r["local_epochs"] for r in rows}))
     ax.set_xlabel("local epochs", fontsize=8)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)

@@ -320,6 +320,10 @@ def test_the_audit_keeps_gifds_stages_matched_and_its_explorer_browses_them(tmp_
         best = min(range(len(scores)), key=scores.__getitem__)
         assert torch.allclose(images[best], final, atol=2e-3)  # fp16 copies of the matched images
         assert all(im.shape == final.shape for im in images)
+    (setting,) = audits[0].results["flat_grey_psnr"]  # what no attack scores, beside the table
+    truth = audits[0].truth[(setting, 0)]
+    expected = 10 * torch.log10(1 / (truth - 0.5).pow(2).flatten(1).mean(1)).mean()
+    assert audits[0].results["flat_grey_psnr"][setting] == pytest.approx(float(expected), rel=1e-5)
     box = explore_audit(audits[1])
     method, update, stage = box.children[0].children
     assert list(method.options) == ["ig", "gifd"] and stage.disabled and stage.max == 0
