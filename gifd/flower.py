@@ -666,15 +666,21 @@ _NOT_IN_KEY = frozenset({"max_images", "client_cpus", "local_epochs", "partition
                          "dp_noise_multiplier"})  # fmt: skip
 
 
-def _setting_cache(p: FlowerAuditParams, setting: dict, model: nn.Module, task: FLTask, generator=None) -> Path:
-    """Where a finished setting (its simulation's attacks, scored) is kept, keyed like every stored result
-    (:func:`gifd.keys.result_key`): the audit's parameters, the setting, and per method the attack's
-    :func:`~gifd.keys.attack_parts` (resolved configuration and presets, revision, generator file sha256), so a
-    newly tuned preset or a changed attack never reuses an old setting."""
+def _attack_parts(p: FlowerAuditParams, model: nn.Module, task: FLTask, generator=None) -> dict:
+    """Per method, the :func:`~gifd.keys.attack_parts` of its attack in this audit (resolved configuration and
+    presets, revision, generator file sha256): the same for every setting of the audit."""
     from .attacks import make_attack
-    from .keys import attack_parts, result_key
+    from .keys import attack_parts
 
-    attacks = {m: attack_parts(make_attack(m, model, task, **_overrides(p, m, generator))) for m in p.methods}
+    return {m: attack_parts(make_attack(m, model, task, **_overrides(p, m, generator))) for m in p.methods}
+
+
+def _setting_cache(p: FlowerAuditParams, setting: dict, attacks: dict) -> Path:
+    """Where a finished setting (its simulation's attacks, scored) is kept, keyed like every stored result
+    (:func:`gifd.keys.result_key`): the audit's parameters, the setting, and ``attacks``, per method the parts
+    from :func:`_attack_parts`, so a newly tuned preset or a changed attack never reuses an old setting."""
+    from .keys import result_key
+
     key = result_key(asdict(p), skip=_NOT_IN_KEY, setting=setting, attacks=attacks)
     slug = setting["name"].replace(" ", "_").replace("=", "")
     return Path(p.out_dir) / "settings" / f"{slug}-{key}.pt"
@@ -754,8 +760,9 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows, truth, recon, stages, skipped, attacks = [], {}, {}, {}, [], []
+    parts = _attack_parts(p, model, task, generator) if p.resume else None
     for setting in p.settings():
-        cache = _setting_cache(p, setting, model, task, generator) if p.resume else None
+        cache = _setting_cache(p, setting, parts) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
         if done is None:
             audit = _simulate(p, setting, model, task, data)
@@ -770,10 +777,11 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         skipped += done["skipped"]
         for k in dict.fromkeys(r["client"] for r in done["rows"]):
             truth[(name, k)] = data.images[k * n : (k + 1) * n]
-        recon.update({(name, e["client"], e["round"], e["method"]): e["images"] for e in done["recon"]})
-        stages.update({(name, e["client"], e["round"], e["method"]): ([s.float() for s in e["stages"]],
-                                                                     e["stage_scores"])
-                       for e in done["recon"] if "stages" in e})  # fmt: skip
+        for e in done["recon"]:
+            key = (name, e["client"], e["round"], e["method"])
+            recon[key] = e["images"]
+            if "stages" in e:
+                stages[key] = ([s.float() for s in e["stages"]], e["stage_scores"])
     mean, std = _grouped(rows)
     grey = {}  # what no attack at all scores: a flat grey image against the audited clients' private images
     for (name, _), images in truth.items():

@@ -14,9 +14,10 @@ def title_of(result, stage: int) -> str:
     return f"{where}gradient distance {score:.4f}; restart scores {[round(s, 4) for s in restarts]}"
 
 
-def _explorer(methods: list[str], view, pick):
-    """A method menu (first), the ``view`` control, a "GIFD stage" slider and the figure: ``pick(method, view,
-    stage)`` gives ``(truth, shown, title, number of stages)`` (1 stage: the slider is disabled)."""
+def _explorer(methods: list[str], view, stages, pick):
+    """A method menu (first), the ``view`` control, a "GIFD stage" slider and the figure: ``stages(method, view)``
+    gives the number of stages (1: the slider is disabled), ``pick(method, view, stage)`` gives ``(truth, shown,
+    title)``."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
@@ -27,9 +28,10 @@ def _explorer(methods: list[str], view, pick):
     out = widgets.Output()
 
     def draw(*_):
-        stage.max = max(pick(method.value, view.value, None)[3] - 1, 0)  # before reading the (clamped) value
-        truth, shown, title, stages = pick(method.value, view.value, stage.value)
-        stage.disabled = stages < 2
+        n = stages(method.value, view.value)
+        stage.max = max(n - 1, 0)  # before reading the (clamped) value
+        truth, shown, title = pick(method.value, view.value, stage.value)
+        stage.disabled = n < 2
         with out:
             out.clear_output(wait=True)
             image_grid([truth, shown], row_titles=["truth", method.value], title=title)
@@ -50,15 +52,15 @@ def explore(comparison):
     batch = widgets.IntSlider(0, 0, max(batches - 1, 0), description="batch")
     bs = comparison.results["params"]["batch_size"]
 
+    def stages(method, b):
+        return len(comparison.attack_results[method][b].extras.get("stage_images") or [0])
+
     def pick(method, b, stage):
         result = comparison.attack_results[method][b]
-        stages = result.extras.get("stage_images")
-        if stage is None:
-            return None, None, None, len(stages) if stages else 1
-        shown = stages[stage] if stages else result.images
-        return comparison.data.images[b * bs : (b + 1) * bs], shown.cpu(), title_of(result, stage), len(stages or [0])
+        shown = result.extras["stage_images"][stage] if "stage_images" in result.extras else result.images
+        return comparison.data.images[b * bs : (b + 1) * bs], shown.cpu(), title_of(result, stage)
 
-    return _explorer(list(comparison.attack_results), batch, pick)
+    return _explorer(list(comparison.attack_results), batch, stages, pick)
 
 
 def explore_audit(audit):
@@ -76,17 +78,18 @@ def explore_audit(audit):
     for r in audit.results["rows"]:
         psnr.setdefault((r["setting"], r["client"], r["round"], r["method"]), []).append(r["psnr"])
 
+    def stages(method, update):
+        return len(audit.stages.get((*update, method), ([0], None))[0])
+
     def pick(method, update, stage):
         key = (*update, method)
         images, scores = audit.stages.get(key, (None, None))
-        if stage is None:
-            return None, None, None, len(images) if images else 1
         vals = psnr.get(key, [])
         title = f"{update[0]}, client {update[1]}, round {update[2]}: mean PSNR {sum(vals) / max(len(vals), 1):.1f} dB"
         if images:
             title = f"stage {stage}: gradient distance {scores[stage]:.4f}; " + title.split(": ", 1)[0]
         shown = images[stage] if images else audit.reconstructions[key]
-        return audit.truth[update[:2]], shown, title, len(images) if images else 1
+        return audit.truth[update[:2]], shown, title
 
     methods = list(dict.fromkeys(key[3] for key in audit.reconstructions))
-    return _explorer(methods, view, pick)
+    return _explorer(methods, view, stages, pick)

@@ -282,7 +282,7 @@ def test_a_failing_capture_handler_is_reported_and_aggregation_still_happens():
 
 def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
     from gifd.data import load_images
-    from gifd.flower import _setting_cache
+    from gifd.flower import _attack_parts, _setting_cache
     from gifd.models import make_model
 
     task = load_images("samples", None, [0]).task
@@ -290,7 +290,8 @@ def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
 
     def cache(**params):
         p = FlowerAuditParams.from_dict({"out_dir": str(tmp_path), "methods": ["ig", "gi"], **params})
-        return [_setting_cache(p, s, model, task) for s in p.settings()]
+        parts = _attack_parts(p, model, task)
+        return [_setting_cache(p, s, parts) for s in p.settings()]
 
     key, second = cache(local_epochs=[1, 5])
     assert key.parent == tmp_path / "settings" and key.name.startswith("E1_n4-")

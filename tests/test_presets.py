@@ -75,17 +75,17 @@ def test_a_run_resolves_the_preset_into_its_attack_and_cache_key(tmp_path, monke
 
 
 def test_the_flower_setting_cache_follows_the_resolved_preset(tmp_path, monkeypatch):
-    from gifd.flower import FlowerAuditParams, _overrides, _setting_cache
+    from gifd.flower import FlowerAuditParams, _attack_parts, _overrides, _setting_cache
 
     p = FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], methods=["ig"],
                                               out_dir=str(tmp_path)))  # fmt: skip
     setting = next(iter(p.settings()))
     task = load_images("samples", None, [0]).task
     model = make_model("convnet", task.num_classes, seed=0)
-    before = _setting_cache(p, setting, model, task)
+    before = _setting_cache(p, setting, _attack_parts(p, model, task))
     monkeypatch.setitem(TUNED, "ig", {"restarts": 1, "lr": 0.5})
     assert {k: _overrides(p, "ig", None)[k] for k in ("restarts", "lr")} == {"restarts": 1, "lr": 0.5}
-    assert _setting_cache(p, setting, model, task) != before
+    assert _setting_cache(p, setting, _attack_parts(p, model, task)) != before
     with pytest.raises(ValueError, match="unknown preset"):
         FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], preset="x"))
 
