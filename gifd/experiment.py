@@ -9,12 +9,13 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 * ``mean``: per method, the means of ``psnr``, ``ssim``, ``lpips``, ``label_acc``, ``seconds`` (and ``n``);
   ``std``: the standard deviations;
 * ``params``: every parameter of the run; ``versions``: interpreter, packages, git commit;
-  ``timing``: wall-clock seconds of the whole run.
+  ``timing``: wall-clock seconds of the whole run;
+* the resolved configuration of every attack (:func:`gifd.keys.attack_record`): in ``attacks`` (one entry per
+  attack, its ``config``) or, where every client's attack shares it (the Flower audit), ``attack_configs``.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -26,7 +27,7 @@ from .attacks import ATTACKS, GENERATIVE, make_attack
 from .cache import attack_cache_path, load_attack, load_mapping, mapping_cache_path, save_attack, save_mapping
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
-from .keys import attack_parts
+from .keys import attack_record
 from .labels import infer_labels
 from .metrics import evaluate_batch, hungarian_match
 from .models import make_model
@@ -291,7 +292,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             )  # fmt: skip
             recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
             attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions"),
-                                     "config": json.loads(json.dumps(attack_parts(attack), default=str))})  # fmt: skip
+                                     "config": attack_record(attack)})  # fmt: skip
             kept[method].append(result)
             rows += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:

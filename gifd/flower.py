@@ -667,12 +667,13 @@ _NOT_IN_KEY = frozenset({"max_images", "client_cpus", "local_epochs", "partition
 
 
 def _attack_parts(p: FlowerAuditParams, model: nn.Module, task: FLTask, generator=None) -> dict:
-    """Per method, the :func:`~gifd.keys.attack_parts` of its attack in this audit (resolved configuration and
-    presets, revision, generator file sha256): the same for every setting of the audit."""
+    """Per method, the :func:`~gifd.keys.attack_record` of its attack in this audit (resolved configuration and
+    presets, revision, generator file sha256; ``seed`` the audit's, to which each client's attack adds the
+    client's id): the same for every setting of the audit, recorded in results.json as ``attack_configs``."""
     from .attacks import make_attack
-    from .keys import attack_parts
+    from .keys import attack_record
 
-    return {m: attack_parts(make_attack(m, model, task, **_overrides(p, m, generator))) for m in p.methods}
+    return {m: attack_record(make_attack(m, model, task, **_overrides(p, m, generator))) for m in p.methods}
 
 
 def _setting_cache(p: FlowerAuditParams, setting: dict, attacks: dict) -> Path:
@@ -760,7 +761,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
     rows, truth, recon, stages, skipped, attacks = [], {}, {}, {}, [], []
-    parts = _attack_parts(p, model, task, generator) if p.resume else None
+    parts = _attack_parts(p, model, task, generator)
     for setting in p.settings():
         cache = _setting_cache(p, setting, parts) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
@@ -786,10 +787,11 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
     grey = {}  # what no attack at all scores: a flat grey image against the audited clients' private images
     for (name, _), images in truth.items():
         grey.setdefault(name, []).extend(psnr(torch.full_like(images, 0.5), images).tolist())
+    grey = {k: statistics.fmean(v) for k, v in grey.items()}
     results = write_results(Path(p.out_dir), rows, p.methods, asdict(p), start, started_versions,
                             groups={"mean": mean, "std": std}, skipped=skipped, attacks=attacks,
                             settings=p.settings(), lpips_net=None if lpips_model is None else "alex",
-                            flat_grey_psnr={k: statistics.fmean(v) for k, v in grey.items()})  # fmt: skip
+                            attack_configs=parts, flat_grey_psnr=grey)  # fmt: skip
     return FlowerAudit(results, truth, recon, skipped, Path(p.out_dir), stages)
 
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "digest"]
+__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "digest"]
 
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
@@ -49,3 +49,9 @@ def attack_parts(attack) -> dict:
     if source:
         parts["generator_sha256"] = source
     return parts
+
+
+def attack_record(attack) -> dict:
+    """:func:`attack_parts` as plain JSON values (what a results.json records of each attack; keys made from it
+    equal those made from the parts themselves)."""
+    return json.loads(json.dumps(attack_parts(attack), default=str))

@@ -46,6 +46,22 @@ def test_readme_commands_are_the_ones_ci_runs():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_every_number_table_the_readme_quotes_is_a_row_of_a_committed_table():
+    """A README table row with results (mean ± std, or a paired 95 % CI) must carry the numbers of one row of a
+    table a command wrote under figures/ (bold, renamed rows and dropped columns allowed), so no result is typed
+    in by hand or left behind when its figure is regenerated."""
+    numbers = re.compile(r"-?\d+\.\d+ ± \d+\.\d+|\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
+    rows = [ln.replace("**", "") for p in (ROOT / "figures").rglob("*.md") for ln in p.read_text().splitlines()]
+    quoted = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("|")]
+    checked = 0
+    for line in quoted:
+        found = numbers.findall(line.replace("**", ""))
+        if found:
+            checked += 1
+            assert any(all(x in row for x in found) for row in rows if row.startswith("|")), f"no table has {line}"
+    assert checked >= 10
+
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 

@@ -1,6 +1,7 @@
 """Presets: the tuned settings reach every runner, ``paper`` ignores them, and a changed preset never reuses a
 result made under another (attack cache, grid, Flower settings)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,34 @@ def test_the_tuning_protocol_runs_six_configurations_on_training_images(shared_d
     assert res["dataset"] == "tinyimagenet" and res["split"] == "train"
     assert [r["image"] for r in res["rows"]] == [25000] * 6
     assert "Tiny-ImageNet training images [25000]" in (tmp_path / "table.md").read_text()
+
+
+def test_every_committed_tuned_run_ran_the_presets_it_records():
+    """A committed results.json that says ``preset: tuned`` must show, in each attack's recorded configuration, the
+    settings :func:`attack_overrides` gives today (so a newly tuned preset marks every figure made before it as
+    stale until it is regenerated), and must record its attacks' configurations at all."""
+    from gifd.attacks import GENERATIVE
+
+    generators = {}
+    checked = 0
+    for path in sorted(Path(__file__).parents[1].glob("figures/**/results.json")):
+        res = json.loads(path.read_text())
+        params = res.get("params", {})
+        if params.get("preset") != "tuned":
+            continue
+        records = [a["config"] for a in res.get("attacks", []) if "config" in a] + list(
+            res.get("attack_configs", {}).values()
+        )
+        assert records, f"{path} says preset 'tuned' but records no attack configurations"
+        for record in records:
+            method, config = record["method"], record["config"]
+            gen = None
+            if method in GENERATIVE:
+                name = params.get("generator", "bundled")
+                gen = generators.setdefault(name, load_generator(name, num_classes=10))
+            want = attack_overrides(method, preset="tuned", generator=gen, restarts=params.get("restarts"),
+                                    attack_config=params.get("attack_config"))  # fmt: skip
+            got = {k: config.get(k) for k in want}
+            assert got == want, f"{path}: {method} ran {got}, the tuned preset is {want}: regenerate it"
+            checked += 1
+    assert checked > 0
