@@ -9,7 +9,8 @@ Contract (external checks depend on it): ``out_dir/results.json`` holds
 * ``mean``: per method, the means of ``psnr``, ``ssim``, ``lpips``, ``label_acc``, ``seconds`` (and ``n``);
   ``std``: the standard deviations;
 * ``params``: every parameter of the run; ``versions``: interpreter, packages, git commit;
-  ``timing``: wall-clock seconds of the whole run;
+  ``timing``: wall-clock seconds of the whole run (``total_seconds``) and the sum of the attacks' own seconds
+  (``attack_seconds``, what the results cost even when this run read them from the attack cache);
 * the resolved configuration of every attack (:func:`gifd.keys.attack_record`): in ``attacks`` (one entry per
   attack, its ``config``) or, where every client's attack shares it (the Flower audit), ``attack_configs``.
 """
@@ -196,6 +197,7 @@ def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: d
     ``started_versions``: :func:`gifd.provenance.versions` taken when the run started (default: now). When the
     ``reference`` method ran beside others, ``paired`` holds its paired PSNR comparison with each of them
     (:mod:`gifd.stats`: mean difference, 95 % bootstrap CI, wins)."""
+    attacked = set(methods)
     methods = list(dict.fromkeys([*methods, *(r["method"] for r in rows)]))
     mean, std = summarise(rows, methods)
     results = {"rows": rows, "mean": mean, "std": std}
@@ -206,7 +208,11 @@ def write_results(out_dir: Path, rows: list[dict], methods: list[str], params: d
     results.update({
         "params": params,
         "versions": started_versions or versions(),
-        "timing": {"total_seconds": time.perf_counter() - start},
+        "timing": {
+            "total_seconds": time.perf_counter() - start,  # this run (a redraw from the attack cache: seconds)
+            "attack_seconds": sum(r["seconds"] for r in rows if r["method"] in attacked
+                                  and r.get("seconds") is not None),  # cached or not; not the post-hoc stage rows
+        },
         **extra,
     })  # fmt: skip
     write_json(Path(out_dir) / "results.json", results)

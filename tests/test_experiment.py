@@ -22,6 +22,7 @@ def test_results_json_follows_the_contract(tmp_path):
     assert res["params"]["budget"] == 8 and res["params"]["seed"] == 123
     assert res["versions"]["torch"] and "python" in res["versions"]
     assert res["timing"]["total_seconds"] > 0
+    assert res["timing"]["attack_seconds"] == pytest.approx(sum(r["seconds"] for r in res["rows"]))
     assert comp.reconstructions["ig"].shape == (3, 3, 32, 32)
     mean_psnr = sum(r["psnr"] for r in res["rows"] if r["method"] == "ig") / 3
     assert res["mean"]["ig"]["psnr"] == pytest.approx(mean_psnr)
