@@ -17,7 +17,8 @@ from pathlib import Path
 from .attacks import GENERATIVE, make_attack
 from .grid import Job, image_path, make_grid
 
-__all__ = ["attack_config", "make_defense_grid", "defense_job", "undefended_rows", "defense_results", "plan_defenses",
+__all__ = ["attack_config", "make_defense_grid", "defense_job", "undefended_rows", "defense_results", "defense_pairs",
+           "plan_defenses",
            "DefensePlan"]  # fmt: skip
 
 #: the 04 notebook's parameters that reach the jobs' settings (every one of them enters the jobs' keys)
@@ -265,3 +266,13 @@ def defense_results(records: list[dict], params: dict, start: float, out_dir: st
     from .experiment import write_results
 
     return write_results(Path(out_dir), rows, methods, params, start, **({"sources": sources} if sources else {}))
+
+
+def defense_pairs(results: dict) -> list[tuple[str, str, str]]:
+    """What each defense costs each attack: ``(attack@defense=strength, attack@none, label)`` for every defended
+    cell whose attack has undefended rows, for :func:`gifd.stats.pairs_table` (the paired difference over the
+    images both ran on; negative: the defense lowered the attack's score)."""
+    methods = list(dict.fromkeys(r["method"] for r in results["rows"]))
+    cells = {r["method"]: r for r in results["rows"] if r.get("defense") is not None}
+    return [(m, f"{r['attack']}@none", f"{r['attack']}: {r['defense']} {r['strength']:g}") for m, r in cells.items()
+            if f"{r['attack']}@none" in methods]  # fmt: skip

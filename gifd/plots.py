@@ -161,7 +161,7 @@ def _mean(rows, attack, defense, strength, metric):
 
 def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psnr", log_x: bool = True,
                 unit: str = "dB"):  # fmt: skip
-    """``metric`` against one varied ``setting`` (a :func:`gifd.experiment.compare_variants` run whose variants
+    """``metric`` against one varied ``setting`` (a :func:`gifd.variants.compare_variants` run whose variants
     are ``f"{setting}={value}"``): one line per attack (mean ± std band), every image as a faint point."""
     import matplotlib.pyplot as plt
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Paired", "paired", "paired_against", "paired_table"]
+__all__ = ["Paired", "paired", "paired_against", "paired_table", "pairs_table"]
 
 
 @dataclass
@@ -55,11 +55,20 @@ def paired_against(results: dict, reference: str, metric: str = "psnr") -> dict[
 
 def paired_table(results: dict, reference: str, metric: str = "psnr", unit: str = "dB") -> str:
     """Markdown: the reference's paired difference with each other method, its 95 % CI and the wins."""
-    lines = [f"| {reference} against | mean difference ({unit}) | 95 % CI (bootstrap) | wins | CI excludes 0 |",
+    pairs = [(reference, m, m) for m in results["mean"] if m != reference]
+    return pairs_table(results, pairs, f"{reference} against", metric, unit)
+
+
+def pairs_table(results: dict, pairs: list[tuple[str, str, str]], header: str = "a − b", metric: str = "psnr",
+                unit: str = "dB") -> str:  # fmt: skip
+    """Markdown: for each ``(a, b, label)`` of ``pairs`` (methods of a ``results.json`` dictionary), the paired
+    difference ``a − b`` over their common images, its 95 % bootstrap CI and the images where ``a`` is better;
+    the first column holds ``label`` under ``header``."""
+    lines = [f"| {header} | mean difference ({unit}) | 95 % CI (bootstrap) | wins | CI excludes 0 |",
              "|---|---|---|---|---|"]  # fmt: skip
-    for m, p in paired_against(results, reference, metric).items():
-        sig = "yes" if p["ci_low"] > 0 or p["ci_high"] < 0 else "**no**"
-        sig = f"({sig}: only {p['n']} images)" if p["n"] < 5 else sig
-        lines.append(f"| {m} | {p['mean']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] | "
-                     f"{p['wins']}/{p['n']} | {sig} |")  # fmt: skip
+    for a, b, label in pairs:
+        p = paired(results["rows"], a, b, metric)
+        sig = "yes" if p.significant else "**no**"
+        sig = f"({sig}: only {p.n} images)" if p.n < 5 else sig
+        lines.append(f"| {label} | {p.mean:+.2f} | [{p.ci_low:+.2f}, {p.ci_high:+.2f}] | {p.wins}/{p.n} | {sig} |")
     return "\n".join(lines)

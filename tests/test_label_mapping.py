@@ -59,7 +59,7 @@ def test_search_counts_against_the_budget_in_the_runner(tmp_path, monkeypatch):
 
 
 def test_compare_variants_merges_runs(tmp_path):
-    from gifd.experiment import compare_variants
+    from gifd.variants import compare_variants
 
     comp = compare_variants(
         dict(dataset="samples", indices=[0], budget=64, methods=["gifd"], model="convnet", generator="random-dcgan",

@@ -196,7 +196,7 @@ def test_an_out_dir_that_cannot_be_written_fails_before_any_attack(tmp_path, mon
         run_comparison({**SMALL, "out_dir": str(file)})
     with pytest.raises(ValueError, match="out_dir .*cannot be written"):
         run_comparison({**SMALL, "out_dir": str(file / "sub")})
-    from gifd.experiment import compare_variants
+    from gifd.variants import compare_variants
 
     with pytest.raises(ValueError, match="exists and is not a folder"):
         compare_variants({**SMALL, "out_dir": str(file)}, {"a": {}})

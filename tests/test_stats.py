@@ -34,3 +34,40 @@ def test_only_shared_images_count_and_lpips_wins_are_lower():
 def test_the_table_says_when_there_are_too_few_images():
     res = {"mean": {"a": {}, "b": {}}, "rows": _rows([3, 4], [1, 2])}
     assert "only 2 images" in paired_table(res, "a")
+
+
+def test_what_each_defense_costs_is_paired_with_the_undefended_cell_of_the_same_attack():
+    from gifd.defense_grid import defense_pairs
+    from gifd.stats import pairs_table
+
+    def cell(attack, defense, strength, values):
+        method = f"{attack}@none" if defense is None else f"{attack}@{defense}={strength:g}"
+        return [{"method": method, "image": i, "attack": attack, "defense": defense, "strength": strength,
+                 "psnr": v} for i, v in enumerate(values)]  # fmt: skip
+
+    rows = (
+        cell("ig", None, None, [14, 15, 16, 13, 15, 14])
+        + cell("gifd", None, None, [25, 26, 24, 27, 25, 26])
+        + cell("ig", "pruning", 0.9, [12, 13, 15, 10, 14, 12])
+        + cell("gifd", "pruning", 0.9, [20, 22, 18, 21, 24, 20])
+        + cell("dlg", "gaussian", 0.01, [9] * 6)
+    )  # fmt: skip  (dlg has no undefended cell: no pair)
+    pairs = defense_pairs({"rows": rows})
+    assert pairs == [
+        ("ig@pruning=0.9", "ig@none", "ig: pruning 0.9"),
+        ("gifd@pruning=0.9", "gifd@none", "gifd: pruning 0.9"),
+    ]
+    table = pairs_table({"rows": rows}, pairs, "attack: defense")
+    assert "| ig: pruning 0.9 | -1.83 |" in table and "| gifd: pruning 0.9 | -4.67 |" in table
+    assert "| 0/6 |" in table  # the defense lowered every image of both attacks (a wins nowhere)
+
+
+def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_the_one_before():
+    from gifd.variants import sweep_pairs
+
+    several = {"params": {"variants": {"budget=250": {}, "budget=1000": {}}, "methods": ["ig", "gifd"]}}
+    assert sweep_pairs(several) == [("budget=250/gifd", "budget=250/ig", "budget=250: gifd vs ig"),
+                                    ("budget=1000/gifd", "budget=1000/ig", "budget=1000: gifd vs ig")]  # fmt: skip
+    one = {"params": {"variants": {"K=0": {}, "K=1": {}, "K=2": {}}, "methods": ["gifd"]}}
+    assert sweep_pairs(one) == [("K=1", "K=0", "K=1 vs K=0"), ("K=2", "K=1", "K=2 vs K=1")]
+    assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # no reference

@@ -34,7 +34,8 @@ def run_entry(name: str, overrides: dict) -> Path:
     spec = table[name]
     params = {**spec["parameters"], **overrides}
     check_parameters(spec["notebook"], params, name)
-    from gifd.experiment import compare_variants, run_comparison, sweep_variants
+    from gifd.experiment import run_comparison
+    from gifd.variants import compare_variants, sweep_variants
 
     run = {k: v for k, v in params.items() if k not in NOTEBOOK_ONLY}
     start = time.perf_counter()

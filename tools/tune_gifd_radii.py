@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from gifd.experiment import compare_variants
 from gifd.plots import results_table
+from gifd.variants import compare_variants
 
 
 def main() -> None:
