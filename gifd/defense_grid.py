@@ -224,7 +224,8 @@ def undefended_rows(paths: list[str | Path], params: dict, configs: dict[str, di
             **{k: getattr(defaults, k) for k in REFERENCE_DEFAULTS},
         }
         for key, want in expected.items():
-            got = rp.get(key)
+            # a setting the reference run does not record is newer than that run, which ran its default
+            got = rp.get(key, getattr(defaults, key, None))
             if key == "indices" and isinstance(got, list) and got[: len(want or [])] == want:
                 continue  # the grid's images are the reference's first ones: same batches, same seeds
             if got != want:

@@ -124,6 +124,16 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
         undefended_rows([tmp_path / "ref"], {**grid, "baseline": True})
     with pytest.raises(FileNotFoundError, match="no results.json"):
         undefended_rows([tmp_path / "nowhere"], grid)
+    # a reference made before a setting existed ran its default: accepted while the grid keeps the default
+    older = json.loads((tmp_path / "ref" / "results.json").read_text())
+    del older["params"]["label_mapping"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps(older))
+    assert [r["psnr"] for r in undefended_rows([tmp_path / "old"], grid, configs)[0]] == [r["psnr"] for r in rows]
+    older["params"]["label_mapping"] = None  # but a recorded value that differs is refused
+    (tmp_path / "old" / "results.json").write_text(json.dumps(older))
+    with pytest.raises(ValueError, match="'label_mapping' is None"):
+        undefended_rows([tmp_path / "old"], grid, configs)
     with pytest.raises(ValueError, match="both in the grid"):
         defense_results(records, grid, 0.0, tmp_path / "out", (rows, sources))
     res = defense_results([], grid, 0.0, tmp_path / "out", (rows, sources))
