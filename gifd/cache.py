@@ -9,6 +9,7 @@ filled up) is reported by name and recomputed, never half-used.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from .keys import attack_parts, result_key
 
 __all__ = ["attack_cache_path", "mapping_cache_path", "save_attack", "load_attack", "save_mapping", "load_mapping",
-           "plain"]  # fmt: skip
+           "adopt", "plain"]  # fmt: skip
 
 # GIFD's radii and K, the preset and the attack_config overrides reach the key through the attack's own resolved
 # configuration (attack_parts); the mapping does not depend on them
@@ -95,6 +96,23 @@ def load_attack(path: Path | None):
     from .attacks.base import AttackResult
 
     return _load(path, AttackResult)
+
+
+def adopt(path: Path | None, reuse_from: list[str] | None) -> None:
+    """Copy into this run's cache, when ``path`` is missing there, the file of the same name from the first of the
+    attack caches ``reuse_from`` (other runs' ``attacks`` folders) that has it: the name holds the key, which
+    covers every setting, so the file is the result this run would compute (e.g. a sweep's budget-1000 point from
+    the comparison run at budget 1000). The copy is read back like any cached file."""
+    if path is None or path.is_file():
+        return
+    for folder in reuse_from or []:
+        other = Path(folder) / path.name
+        if other.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            shutil.copyfile(other, partial)
+            partial.replace(path)
+            return
 
 
 def save_mapping(path: Path, mapping) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .attacks import ATTACKS, GENERATIVE, make_attack
-from .cache import attack_cache_path, load_attack, load_mapping, mapping_cache_path, save_attack, save_mapping
+from .cache import adopt, attack_cache_path, load_attack, load_mapping, mapping_cache_path, save_attack, save_mapping
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
 from .keys import attack_record
@@ -73,6 +73,7 @@ class ExperimentParams:
     stage_rows: bool = False
     resume: bool = True
     cache_dir: str | None = None  # where finished attacks are kept (default out_dir/attacks)
+    reuse_from: list[str] | None = None  # other runs' attack caches whose files with this run's keys are reused
     preset: str = "tuned"  # attack settings: "tuned" (gifd.presets.TUNED where tuned) or "paper"
     attack_config: dict | None = None  # method -> config overrides on top of the preset (tuning runs)
 
@@ -257,6 +258,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             from .label_mapping import make_mapping
 
             cache = mapping_cache_path(out_dir, p, idx) if p.resume and p.label_mapping == "search" else None
+            adopt(cache, p.reuse_from)
             mapping = load_mapping(cache)
             if mapping is None:
                 inferred = infer_labels(update, task.num_classes, strategy=p.label_strategy)
@@ -281,6 +283,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                                       if v is not None})  # fmt: skip
             attack = make_attack(method, model, task, **overrides)
             cache = attack_cache_path(out_dir, p, attack, idx) if p.resume else None
+            adopt(cache, p.reuse_from)
             result = load_attack(cache)
             if result is None:
                 result = attack(update)

@@ -19,7 +19,8 @@ __all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "digest"
 
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
-NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "image_dir", "device"})
+NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "reuse_from",
+                        "image_dir", "device"})  # fmt: skip
 
 
 def digest(obj) -> str:

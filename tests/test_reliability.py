@@ -276,6 +276,20 @@ def test_a_truncated_cache_file_is_named_and_recomputed(tmp_path):
     assert cached.read_bytes() != data[: len(data) // 2]  # rewritten whole
 
 
+def test_a_run_reuses_another_runs_attack_only_under_the_same_key(tmp_path):
+    """``reuse_from``: a file of another run's attack cache with this run's key is copied in and read back (the
+    same result, its original seconds: nothing recomputed); under any other setting nothing is reused."""
+    first = run_comparison({**SMALL, "out_dir": str(tmp_path / "a")}).results["rows"][0]
+    reuse = [str(tmp_path / "a" / "attacks")]
+    again = run_comparison({**SMALL, "out_dir": str(tmp_path / "b"), "reuse_from": reuse}).results["rows"][0]
+    assert (again["psnr"], again["seconds"]) == (first["psnr"], first["seconds"])
+    names = sorted(p.name for p in (tmp_path / "a" / "attacks").glob("*.pt"))
+    assert sorted(p.name for p in (tmp_path / "b" / "attacks").glob("*.pt")) == names
+    other = run_comparison({**SMALL, "budget": 9, "out_dir": str(tmp_path / "c"), "reuse_from": reuse})
+    assert other.results["rows"][0]["seconds"] != first["seconds"]
+    assert not {p.name for p in (tmp_path / "c" / "attacks").glob("*.pt")} & set(names)
+
+
 def test_grid_keys_cover_the_defense_revision(monkeypatch):
     import gifd.defenses as defenses
     from gifd.grid import make_grid
