@@ -18,7 +18,7 @@ from .attacks import GENERATIVE, make_attack
 from .grid import Job, image_path, make_grid
 
 __all__ = ["attack_config", "make_defense_grid", "defense_job", "undefended_rows", "defense_results", "defense_pairs",
-           "plan_defenses",
+           "privacy_table", "plan_defenses",
            "DefensePlan"]  # fmt: skip
 
 #: the 04 notebook's parameters that reach the jobs' settings (every one of them enters the jobs' keys)
@@ -277,3 +277,32 @@ def defense_pairs(results: dict) -> list[tuple[str, str, str]]:
     cells = {r["method"]: r for r in results["rows"] if r.get("defense") is not None}
     return [(m, f"{r['attack']}@none", f"{r['attack']}: {r['defense']} {r['strength']:g}") for m, r in cells.items()
             if f"{r['attack']}@none" in methods]  # fmt: skip
+
+
+def privacy_table(results: dict, metric: str = "psnr") -> str:
+    """Markdown: per DP-SGD noise multiplier, the (ε, δ) guarantee its updates record and each attack's mean
+    ``metric`` ± std over the images (undefended first, ε = ∞); ``""`` when no DP-SGD cell ran."""
+    import statistics
+
+    dp = [r for r in results["rows"] if r.get("defense") == "dpsgd"]
+    if not dp:
+        return ""
+    attacks = list(dict.fromkeys(r["attack"] for r in dp))
+
+    def cell(rows: list[dict], attack: str) -> str:
+        vals = [r[metric] for r in rows if r["attack"] == attack and r.get(metric) is not None]
+        if not vals:
+            return "–"
+        return f"{statistics.fmean(vals):.2f}" + (f" ± {statistics.stdev(vals):.2f}" if len(vals) > 1 else "")
+
+    delta = dp[0].get("delta")
+    lines = [f"| noise multiplier | ε (δ = {delta:g}) | " + " | ".join(f"{a} {metric}" for a in attacks) + " |",
+             "|---|---|" + "---|" * len(attacks)]  # fmt: skip
+    undefended = [r for r in results["rows"] if r.get("defense") is None]
+    if undefended:
+        lines.append("| none (undefended) | ∞ | " + " | ".join(cell(undefended, a) for a in attacks) + " |")
+    for s in sorted({r["strength"] for r in dp}):
+        rows = [r for r in dp if r["strength"] == s]
+        eps = rows[0].get("epsilon")
+        lines.append(f"| {s:g} | {eps:.3g} | " + " | ".join(cell(rows, a) for a in attacks) + " |")
+    return "\n".join(lines)

@@ -134,7 +134,7 @@ def strength_curves(results: dict, metric: str = "psnr"):
             vals = [[r[metric] for r in rows if r["attack"] == a and r["defense"] == d and r["strength"] == s
                      and r[metric] is not None] for s in pts]  # fmt: skip
             means = [sum(v) / len(v) if v else float("nan") for v in vals]
-            stds = [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in vals]
+            stds = [float(torch.tensor(v, dtype=torch.float64).std()) if len(v) > 1 else 0.0 for v in vals]
             line = ax.plot(pts, means, marker="o", label=a)[0]
             ax.fill_between(pts, [m - e for m, e in zip(means, stds)], [m + e for m, e in zip(means, stds)],
                             color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
@@ -144,6 +144,10 @@ def strength_curves(results: dict, metric: str = "psnr"):
         strengths = [r["strength"] for r in rows if r["defense"] == d]
         if min(strengths) > 0 and max(strengths) / min(strengths) >= 10:
             ax.set_xscale("log")
+        eps = {r["strength"]: r["epsilon"] for r in rows if r["defense"] == d and r.get("epsilon") is not None}
+        if eps:  # DP-SGD: each noise multiplier with the epsilon its updates record
+            ax.set_xticks(sorted(eps), [f"{s:g}\nε={eps[s]:.3g}" for s in sorted(eps)], fontsize=7)
+            ax.minorticks_off()
         ax.set_title(f"{d} (dashed: undefended)", fontsize=9)
         ax.set_xlabel(STRENGTH_LABELS.get(d, "strength"), fontsize=8)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)

@@ -69,6 +69,6 @@ def pairs_table(results: dict, pairs: list[tuple[str, str, str]], header: str = 
     for a, b, label in pairs:
         p = paired(results["rows"], a, b, metric)
         sig = "yes" if p.significant else "**no**"
-        sig = f"({sig}: only {p.n} images)" if p.n < 5 else sig
+        sig = f"({sig}: only {p.n} image{'s' if p.n > 1 else ''})" if p.n < 5 else sig
         lines.append(f"| {label} | {p.mean:+.2f} | [{p.ci_low:+.2f}, {p.ci_high:+.2f}] | {p.wins}/{p.n} | {sig} |")
     return "\n".join(lines)

@@ -71,3 +71,26 @@ def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_th
     one = {"params": {"variants": {"K=0": {}, "K=1": {}, "K=2": {}}, "methods": ["gifd"]}}
     assert sweep_pairs(one) == [("K=1", "K=0", "K=1 vs K=0"), ("K=2", "K=1", "K=2 vs K=1")]
     assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # no reference
+
+
+def test_the_dpsgd_table_and_panel_show_each_noise_multipliers_epsilon():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gifd.defense_grid import privacy_table
+    from gifd.plots import strength_curves
+
+    def cell(attack, strength, values, eps=None):
+        defense = None if strength is None else "dpsgd"
+        return [{"method": f"{attack}@{defense}", "image": i, "attack": attack, "defense": defense,
+                 "strength": strength, "psnr": v, **({"epsilon": eps, "delta": 1e-5} if eps else {})}
+                for i, v in enumerate(values)]  # fmt: skip
+
+    rows = cell("ig", None, [15, 17]) + cell("ig", 0.1, [12, 14], 3500.0) + cell("ig", 1.0, [9, 9], 4.2)
+    table = privacy_table({"rows": rows})
+    assert "| noise multiplier | ε (δ = 1e-05) | ig psnr |" in table
+    assert "| none (undefended) | ∞ | 16.00 ± 1.41 |" in table
+    assert "| 0.1 | 3.5e+03 | 13.00 ± 1.41 |" in table and "| 1 | 4.2 | 9.00 ± 0.00 |" in table
+    assert privacy_table({"rows": cell("ig", None, [15])}) == ""
+    fig = strength_curves({"rows": rows})
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.1\nε=3.5e+03", "1\nε=4.2"]
