@@ -105,3 +105,18 @@ def test_an_exported_64x64_prior_loads_by_path_with_its_manifest(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="other.safetensors"):
         load_generator(f"dcgan64:{tmp_path / 'other.safetensors'}")
+
+
+def test_the_shipped_64x64_prior_loads_from_its_manifest_with_five_stages():
+    """gifd/priors/tinyimagenet64_dcgan.*: the weights match the manifest's sha256, the manifest names the command,
+    the iterations and one class per output, and the prior renders 64x64 images through 5 stages."""
+    from gifd.generators import load_generator, prior_manifest
+
+    manifest = prior_manifest("tinyimagenet64")
+    assert manifest["iterations"] > 0 and "dcgan64 train" in manifest["command"]
+    G = load_generator("tinyimagenet64")
+    assert G.num_classes == len(manifest["classes"]) == len(manifest["wnids"]) == 202
+    assert G.num_stages == 5 and G.image_shape == (3, 64, 64) and manifest["sha256"].startswith(G.source_sha256)
+    with torch.no_grad():
+        images = G.render(0, G.initial_state(torch.tensor([0, 201])))
+    assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()

@@ -28,13 +28,15 @@ def load_generator(spec: str, *, num_classes: int | None = None, output_size: in
     from pathlib import Path
 
     from .dcgan import load_bundled, load_checked
-    from .dcgan64 import load_prior64
+    from .dcgan64 import PRIOR64_FILE, load_prior64
 
     kind, _, path = spec.partition(":")
     if spec == "bundled":
         return load_bundled()
-    if spec == "tinyimagenet64":
-        return load_prior64()
+    if spec == "tinyimagenet64":  # may be trained further: its weights' sha256 enters the attack cache's keys
+        G = load_prior64()
+        G.source_sha256 = _sha256(PRIOR64_FILE)
+        return G
     if spec in ("random-dcgan", "random-dcgan64"):
         torch.manual_seed(0)
         cls = ConditionalDCGAN if spec == "random-dcgan" else ConditionalDCGAN64
