@@ -97,6 +97,7 @@ def grid_attack(name: str, settings: dict, model, task, seed: int, device: str =
             generator=generator,
             restarts=settings.get("restarts"),
             attack_config=settings.get("attack_config"),
+            dataset=settings.get("dataset"),
         )
     )
     return make_attack(name, model, task, **({"generator": generator} if generator is not None else {}), **kw)

@@ -270,7 +270,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         for method in p.methods:
             overrides = {"budget": p.budget, "seed": p.seed + b, "label_strategy": p.label_strategy,
                          "progress": p.progress}  # fmt: skip
-            overrides.update(attack_overrides(method, preset=p.preset, restarts=p.restarts,
+            overrides.update(attack_overrides(method, preset=p.preset, restarts=p.restarts, dataset=p.dataset,
                                               generator=generator if method in GENERATIVE else None,
                                               attack_config=p.attack_config))  # fmt: skip
             if method in GENERATIVE:

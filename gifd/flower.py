@@ -652,7 +652,7 @@ def _overrides(p: FlowerAuditParams, method: str, generator, seed: int | None = 
     from .presets import attack_overrides
 
     gen = generator if method in GENERATIVE else None
-    out = attack_overrides(method, preset=p.preset, generator=gen, restarts=p.restarts)
+    out = attack_overrides(method, preset=p.preset, generator=gen, restarts=p.restarts, dataset=p.dataset)
     out.update(budget=p.budget, seed=p.seed if seed is None else seed, label_strategy=p.label_strategy,
                progress=p.progress)  # fmt: skip
     if gen is not None:

@@ -4,8 +4,10 @@ Every method is tuned alike (``tools/tune.py``, tables in ``figures/tuning_<meth
 images only, at the budget of the comparison (1,000 loss evaluations), first the number of restarts (1, 2, 4)
 with the paper's other settings, then three other knobs one at a time around the best restart count; the best
 of those six configurations by mean PSNR becomes the method's entry in :data:`TUNED`. Generative methods are
-tuned per generator (``method@family``). Runs use ``preset="tuned"`` by default and fall back to the paper's
-settings for a method (or generator) that has no tuned entry; ``preset="paper"`` always uses the papers'.
+tuned per generator (``method@family``); a pixel method tuned on another data set's training images too has a
+``method@dataset`` entry (``tools/tune.py --dataset``). Runs use ``preset="tuned"`` by default and fall back to
+the paper's settings for a method (or generator) that has no tuned entry; ``preset="paper"`` always uses the
+papers'.
 
 Rule for other budgets: the presets tuned at 1,000 evaluations are used at every budget (the budget curve in
 ``figures/01_budget_curve`` shows each method at 250, 1,000 and 4,000 with them); they are not re-tuned per run.
@@ -45,20 +47,24 @@ def family(generator) -> str:
     return max((key for key in GENERATORS if key in name), key=len, default="")
 
 
-def tuned(method: str, generator=None) -> dict:
-    """The tuned overrides of ``method`` (for ``generator``'s family if it is a generative method), or ``{}``."""
+def tuned(method: str, generator=None, dataset: str | None = None) -> dict:
+    """The tuned overrides of ``method``, or ``{}``: a generative method's for ``generator``'s family
+    (``method@family``); a pixel method's for ``dataset`` where it was tuned on that data set (``method@dataset``,
+    e.g. ``ig@tinyimagenet``), else its CIFAR-10 entry (``method``)."""
     fam = family(generator)
-    if fam and f"{method}@{fam}" in TUNED:
-        return dict(TUNED[f"{method}@{fam}"])
-    return dict(TUNED.get(method, {})) if not fam else {}
+    if fam:
+        return dict(TUNED.get(f"{method}@{fam}", {}))
+    if dataset and f"{method}@{dataset}" in TUNED:
+        return dict(TUNED[f"{method}@{dataset}"])
+    return dict(TUNED.get(method, {}))
 
 
 def attack_overrides(method: str, *, preset: str = "tuned", generator=None, restarts: int | None = None,
-                     attack_config: dict | None = None) -> dict:  # fmt: skip
-    """The configuration overrides of ``method`` in a run: the preset's, then the run's ``restarts`` (when
-    given), then the run's own ``attack_config[method]`` (each later one wins)."""
+                     attack_config: dict | None = None, dataset: str | None = None) -> dict:  # fmt: skip
+    """The configuration overrides of ``method`` in a run on ``dataset``: the preset's (:func:`tuned`), then the
+    run's ``restarts`` (when given), then the run's own ``attack_config[method]`` (each later one wins)."""
     check_preset(preset)
-    out = tuned(method, generator) if preset == "tuned" else {}
+    out = tuned(method, generator, dataset) if preset == "tuned" else {}
     if restarts is not None:
         out["restarts"] = restarts
     out.update((attack_config or {}).get(method, {}))

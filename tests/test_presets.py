@@ -56,6 +56,16 @@ def test_generative_presets_are_per_generator_family(monkeypatch):
     assert tuned("gias", G) == {}
 
 
+def test_a_pixel_method_tuned_on_a_data_set_uses_that_entry_there_only(monkeypatch):
+    monkeypatch.setitem(TUNED, "ig@tinyimagenet", {"restarts": 2, "lr": 0.05})
+    assert tuned("ig", dataset="tinyimagenet") == {"restarts": 2, "lr": 0.05}
+    assert tuned("ig", dataset="cifar10") == tuned("ig") == TUNED["ig"]
+    assert attack_overrides("ig", dataset="tinyimagenet", restarts=1) == {"restarts": 1, "lr": 0.05}
+    G = load_generator("random-dcgan")  # a generative method's entry follows its generator, never the data set
+    monkeypatch.setitem(TUNED, "gifd@tinyimagenet", {"restarts": 3})
+    assert tuned("gifd", G, dataset="tinyimagenet") == TUNED["gifd@dcgan"]
+
+
 def test_a_run_resolves_the_preset_into_its_attack_and_cache_key(tmp_path, monkeypatch):
     monkeypatch.setitem(TUNED, "ig", {"restarts": 1, "total_variation": 3e-3})
     data = load_images("samples", None, [0])
@@ -143,7 +153,8 @@ def test_every_committed_tuned_run_ran_the_presets_it_records():
                 name = params.get("generator", "bundled")
                 gen = generators.setdefault(name, load_generator(name, num_classes=10))
             want = attack_overrides(method, preset="tuned", generator=gen, restarts=params.get("restarts"),
-                                    attack_config=params.get("attack_config"))  # fmt: skip
+                                    attack_config=params.get("attack_config"),
+                                    dataset=params.get("dataset"))  # fmt: skip
             got = {k: config.get(k) for k in want}
             assert got == want, f"{path}: {method} ran {got}, the tuned preset is {want}: regenerate it"
             checked += 1

@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--indices", type=int, nargs="+", default=[0, 25000], help="training-split indices")
     ap.add_argument("--budget", type=int, default=1000)
     ap.add_argument("--generator", default="bundled", help="prior of ggl/gias/gifd")
-    ap.add_argument("--out", type=Path, default=None, help="default figures/tuning_<method>[_<generator family>]")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="default figures/tuning_<method>[_<generator family> | _<data set>]"
+    )
     args = ap.parse_args(argv)
     out = args.out
     if out is None:
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             from gifd.presets import family
 
             suffix = "_" + (family(load_generator(args.generator, num_classes=10)) or "generator")
+        elif args.dataset != "cifar10":  # a pixel method's table per data set (the generator names it otherwise)
+            suffix = f"_{args.dataset}"
         out = Path("figures") / f"tuning_{args.method}{suffix}"  # relative: run from the repository root
     command = "python tools/tune.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     tune(args.method, args.data, args.indices, args.budget, out, args.generator, command, args.dataset)
