@@ -31,8 +31,10 @@ case "$LANE" in
           figure "$run"
       done ;;
   c)  # issue 13's three 64x64 runs: only once the winners of the 64x64 tuning are in gifd/presets.py TUNED
-      "$PY" -c 'from gifd.presets import TUNED; assert "gifd@dcgan64" in TUNED' 2> /dev/null \
-          || { echo "TUNED has no gifd@dcgan64 yet: finish lane b's tuning and copy its winners first" >&2; exit 2; }
+      "$PY" -c 'from gifd.presets import TUNED; assert {"gifd@dcgan64", "gias@dcgan64", "ggl@dcgan64"} <= set(TUNED)' \
+          2> /dev/null && [ -f figures/tuning_ig_tinyimagenet/results.json ] \
+          || { echo "the 64x64 tuning is unfinished (TUNED needs gifd, gias and ggl @dcgan64, and" \
+                    "figures/tuning_ig_tinyimagenet must exist): finish lane b's tuning and copy its winners" >&2; exit 2; }
       for run in 01_in_distribution_tinyimagenet64 02_ood_tinyimagenet64_cifar10prior \
                  03_label_mapping_cifar10_tinyimagenet64; do
           figure "$run"
