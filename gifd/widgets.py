@@ -64,7 +64,7 @@ def explore(comparison):
 
 
 def explore_audit(audit):
-    """Browse a :class:`~gifd.flower.FlowerAudit`: method, the audited update (simulation, client, round), and for
+    """Browse a :class:`~gifd.flower_audit.FlowerAudit`: method, the audited update (simulation, client, round), and for
     GIFD the stage (the image each stage ended with and its gradient distance), each against the client's private
     images. Returns the ipywidgets box."""
     import ipywidgets as widgets

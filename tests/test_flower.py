@@ -13,13 +13,8 @@ from torch import nn
 
 from gifd.attacks import make_attack
 from gifd.fl import FLTask, LocalTraining, client_update
-from gifd.flower import (
-    AuditingStrategy,
-    FlowerAuditParams,
-    TorchClient,
-    capture_update,
-    model_arrays,
-)
+from gifd.flower import AuditingStrategy, TorchClient, capture_update, model_arrays
+from gifd.flower_audit import FlowerAuditParams
 
 TASK = FLTask(image_shape=(3, 8, 8), num_classes=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 CONFIG = {"lr": 0.1, "local_epochs": 2, "batch_size": 2}
@@ -282,7 +277,7 @@ def test_a_failing_capture_handler_is_reported_and_aggregation_still_happens():
 
 def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
     from gifd.data import load_images
-    from gifd.flower import _attack_parts, _setting_cache
+    from gifd.flower_audit import _attack_parts, _setting_cache
     from gifd.models import make_model
 
     task = load_images("samples", None, [0]).task
@@ -305,7 +300,7 @@ def test_a_finished_setting_is_kept_under_what_determines_it(tmp_path):
 def test_the_audit_keeps_gifds_stages_matched_and_its_explorer_browses_them(tmp_path):
     """run_audit keeps GIFD's image at each stage, matched to the private images like the final one (whose best
     stage it is), through the setting's cache; the explorer's stage slider spans them for GIFD only."""
-    from gifd.flower import run_audit
+    from gifd.flower_audit import run_audit
     from gifd.widgets import explore_audit
 
     params = {"indices": [0, 1, 2, 3], "batch_size": 2, "budget": 12, "restarts": 1, "methods": ["ig", "gifd"],

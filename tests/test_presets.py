@@ -86,7 +86,7 @@ def test_a_run_resolves_the_preset_into_its_attack_and_cache_key(tmp_path, monke
 
 
 def test_the_flower_setting_cache_follows_the_resolved_preset(tmp_path, monkeypatch):
-    from gifd.flower import FlowerAuditParams, _attack_parts, _overrides, _setting_cache
+    from gifd.flower_audit import FlowerAuditParams, _attack_parts, _overrides, _setting_cache
 
     p = FlowerAuditParams.from_dict(dict(dataset="samples", indices=[0, 1], partition_sizes=[1], methods=["ig"],
                                               out_dir=str(tmp_path)))  # fmt: skip
