@@ -45,13 +45,25 @@ class LabelMap:
         return self.conditioning.to(labels.device)
 
 
+#: chains per batched evaluation in :func:`gradient_search` (a ResNet-18 update is 45 MB a chain)
+CHUNK = 16
+
+
+def _rows(state: dict, start: int, stop: int, total: int) -> dict:
+    """The images ``start:stop`` of a generator state whose per-image tensors have ``total`` rows."""
+    return {k: v[start:stop] if torch.is_tensor(v) and v.dim() and v.shape[0] == total else v for k, v in state.items()}
+
+
 @torch.no_grad()
 def gradient_search(model, task: FLTask, update: SharedUpdate, G: StagedGenerator, labels: torch.Tensor,
-                    probes: int = 4, distance: str = "cosine", seed: int = 0) -> LabelMap:  # fmt: skip
+                    probes: int = 4, distance: str = "cosine", seed: int = 0,
+                    chunk: int = CHUNK) -> LabelMap:  # fmt: skip
     """Pick, slot by slot, the GAN class whose random samples best match the shared update.
 
     Slots are visited in order; the other slots keep their current choice (identity to start). Costs
-    ``B * C * probes`` gradient-matching evaluations, evaluated as batches of ``C * probes`` chains."""
+    ``B * C * probes`` gradient-matching evaluations, evaluated ``chunk`` chains at a time (each chain holds a
+    whole simulated update: 200 classes x 4 probes at once would need tens of GB for a ResNet-18); the latents
+    are drawn for all ``C * probes`` chains first, so the choice does not depend on ``chunk``."""
     if G.num_classes < 2:
         raise ValueError("label mapping needs a class-conditional generator")
     B, C = labels.numel(), G.num_classes
@@ -62,12 +74,17 @@ def gradient_search(model, task: FLTask, update: SharedUpdate, G: StagedGenerato
     choice = labels.clone() % C
     scores = torch.empty(B, C)
     gen = torch.Generator().manual_seed(seed)
+    n = C * probes
     for b in range(B):
-        cand = choice.repeat(C * probes, 1)  # (C*probes, B)
+        cand = choice.repeat(n, 1)  # (C*probes, B)
         cand[:, b] = torch.arange(C).repeat_interleave(probes)
         state = G.initial_state(cand.flatten().to(labels.device), gen)
-        x = to_victim(G.render(0, state), task, C * probes)
-        d = dist(sim(x, labels.expand(C * probes, B)), update.tensors).view(C, probes)
+        parts = []
+        for i in range(0, n, chunk):  # chains i..j
+            j = min(i + chunk, n)
+            x = to_victim(G.render(0, _rows(state, i * B, j * B, n * B)), task, j - i)
+            parts.append(dist(sim(x, labels.expand(j - i, B)), update.tensors))
+        d = torch.cat(parts).view(C, probes)
         scores[b] = torch.nan_to_num(d, nan=float("inf")).min(1).values.cpu()
         choice[b] = int(scores[b].argmin())
     return LabelMap("search", choice, sim.evaluations, scores)

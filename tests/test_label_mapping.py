@@ -34,6 +34,20 @@ def test_gradient_search_scores_every_class_and_keeps_the_best(tiny_setup):
     assert result.labels.tolist() == labels.tolist()
 
 
+def test_gradient_search_in_chunks_scores_as_in_one_batch(tiny_setup):
+    """Chains are evaluated ``chunk`` at a time (memory); the scores and the choice are those of one batch."""
+    from gifd.label_mapping import gradient_search
+
+    task, model, _, labels, update = tiny_setup
+    torch.manual_seed(0)
+    G = make_generator("dcgan", num_classes=4).eval()
+    whole = gradient_search(model, task, update, G, labels, probes=3, chunk=12)
+    for chunk in (1, 5):  # one chain (no vmap) and a last chunk shorter than the others
+        part = gradient_search(model, task, update, G, labels, probes=3, chunk=chunk)
+        torch.testing.assert_close(part.scores, whole.scores, rtol=1e-4, atol=1e-6)
+        assert part.conditioning.tolist() == whole.conditioning.tolist() and part.evaluations == whole.evaluations
+
+
 def test_search_counts_against_the_budget_in_the_runner(tmp_path, monkeypatch):
     import gifd.label_mapping
     from gifd.experiment import run_comparison
