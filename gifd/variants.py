@@ -1,6 +1,7 @@
 """Runs that vary one setting: several :func:`~gifd.experiment.run_comparison` runs on the same images merged into
-one ``results.json`` (:func:`compare_variants`), the sweeps of ``01_sweep`` over one setting
-(:func:`sweep_variants`), and the paired comparisons a sweep supports (:func:`sweep_pairs`)."""
+one ``results.json`` (:func:`compare_variants`): the sweeps of ``01_sweep`` over one setting (:func:`sweep_variants`)
+with the paired comparisons a sweep supports (:func:`sweep_pairs`), and ``03_label_mapping``'s variants
+(:func:`mapping_variants`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import asdict
 
 from .experiment import Comparison, ExperimentParams, run_comparison, write_results
 
-__all__ = ["SWEEPABLE", "sweep_variants", "compare_variants", "sweep_pairs"]
+__all__ = ["SWEEPABLE", "sweep_variants", "mapping_variants", "compare_variants", "sweep_pairs"]
 
 #: settings a sweep may vary (:func:`sweep_variants`)
 SWEEPABLE = ("budget", "gifd_last_stage", "restarts", "batch_size", "local_steps")
@@ -23,6 +24,26 @@ def sweep_variants(setting: str, values: list) -> dict[str, dict]:
     if not values:
         raise ValueError("values is empty")
     return {f"{setting}={v}": {setting: v} for v in values}
+
+
+def mapping_variants(mappings: list[str], ablation: bool = True, only: list[str] | None = None) -> dict[str, dict]:
+    """The variants of ``03_label_mapping``: ``map:<m>`` per label mapping; with ``ablation`` the last mapping
+    also reports its stage rows (``map:<m>[K=k]``: best over stages 0..k) and ``no-l1`` is GIFD without l1 balls
+    under that mapping; ``only`` keeps the named variants (to split one run over processes sharing out_dir)."""
+    from .label_mapping import MAPPINGS
+
+    unknown = [m for m in mappings if m not in MAPPINGS]
+    if unknown or not mappings:
+        raise ValueError(f"unknown label mapping {unknown[0] if unknown else None!r}; choose from {MAPPINGS}")
+    variants = {f"map:{m}": {"label_mapping": m} for m in mappings}
+    if ablation:
+        variants[f"map:{mappings[-1]}"]["stage_rows"] = True
+        variants["no-l1"] = {"label_mapping": mappings[-1], "gifd_radii": [0.0]}
+    if only is not None:
+        if set(only) - set(variants):
+            raise ValueError(f"unknown variant in only={only}; the variants are {list(variants)}")
+        variants = {name: variants[name] for name in only}
+    return variants
 
 
 def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=None) -> Comparison:

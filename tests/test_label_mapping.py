@@ -88,3 +88,18 @@ def test_compare_variants_merges_runs(tmp_path):
     methods = {r["method"] for r in comp.results["rows"]}
     assert {"a", "b", "b[K=0]", "b[K=3]"} <= methods
     assert (tmp_path / "results.json").is_file() and (tmp_path / "a" / "results.json").is_file()
+
+
+def test_the_label_mapping_notebooks_variants():
+    from gifd.variants import mapping_variants
+
+    v = mapping_variants(["identity", "search"])
+    assert v == {"map:identity": {"label_mapping": "identity"},
+                 "map:search": {"label_mapping": "search", "stage_rows": True},
+                 "no-l1": {"label_mapping": "search", "gifd_radii": [0.0]}}  # fmt: skip
+    assert mapping_variants(["none"], ablation=False) == {"map:none": {"label_mapping": "none"}}
+    assert list(mapping_variants(["identity", "search"], only=["no-l1"])) == ["no-l1"]
+    with pytest.raises(ValueError, match="unknown variant"):
+        mapping_variants(["identity"], only=["map:search"])
+    with pytest.raises(ValueError, match="unknown label mapping 'wordnet'"):
+        mapping_variants(["wordnet"])
