@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .keys import attack_parts, result_key
+from .keys import attack_parts, label_parts, result_key
 
 __all__ = ["attack_cache_path", "mapping_cache_path", "save_attack", "load_attack", "save_mapping", "load_mapping",
            "adopt", "plain"]  # fmt: skip
@@ -33,7 +33,8 @@ def attack_cache_path(out_dir: Path, params, attack, indices: list[int]) -> Path
     from .attacks import GENERATIVE
 
     skip = _RUN_ONLY | (frozenset() if attack.name in GENERATIVE else _GENERATOR_SETTINGS)
-    return _path(out_dir, params, attack.name, indices, skip, **attack_parts(attack))
+    parts = {**attack_parts(attack), **label_parts(attack.config.label_strategy, len(indices))}
+    return _path(out_dir, params, attack.name, indices, skip, **parts)
 
 
 def mapping_cache_path(out_dir: Path, params, indices: list[int]) -> Path:

@@ -42,12 +42,14 @@ class Job:
     @property
     def key(self) -> str:
         """:func:`gifd.keys.result_key` of the settings, the job's fields and the attack's configuration."""
-        from .keys import result_key
+        from .keys import label_parts, result_key
 
         parts = {"attack": self.attack, "defense": self.defense, "strength": self.strength,
                  "images": list(self.images), "seed": self.seed}  # fmt: skip
         if self.config:
             parts["attack_config"] = json.loads(self.config)
+            strategy = parts["attack_config"].get("config", {}).get("label_strategy", "")
+            parts.update(label_parts(strategy, len(self.images)))
         from .defenses import REVISIONS
 
         if REVISIONS.get(self.defense, 1) > 1:

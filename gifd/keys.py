@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "digest"]
+__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "label_parts", "digest"]
 
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
@@ -50,6 +50,16 @@ def attack_parts(attack) -> dict:
     if source:
         parts["generator_sha256"] = source
     return parts
+
+
+def label_parts(label_strategy: str, batch_size: int) -> dict:
+    """What a batch's labels add to its key: for ``auto`` on more than one image, the revision of ``auto``'s rule
+    (:data:`gifd.labels.AUTO_REVISION`; revision 1, Yin et al.'s rule, adds nothing, so its keys stay as made)."""
+    from .labels import AUTO_REVISION
+
+    if label_strategy != "auto" or batch_size < 2 or AUTO_REVISION < 2:
+        return {}
+    return {"auto_labels": AUTO_REVISION}
 
 
 def attack_record(attack) -> dict:

@@ -19,7 +19,7 @@ import torch
 
 from .fl import SharedUpdate
 
-__all__ = ["infer_labels", "idlg", "yin", "llg", "bias_counts", "LABEL_STRATEGIES"]
+__all__ = ["infer_labels", "idlg", "yin", "llg", "bias_counts", "LABEL_STRATEGIES", "AUTO_REVISION"]
 
 
 def _row_sums(update: SharedUpdate, num_classes: int) -> torch.Tensor:
@@ -110,20 +110,34 @@ def bias_counts(update: SharedUpdate, num_classes: int, batch_size: int) -> torc
 
 
 LABEL_STRATEGIES = ("auto", "idlg", "yin", "llg", "bias_counts")
+#: what ``auto`` means for batches of more than one image (2: bias counts or LLG; 1: Yin et al. up to C images);
+#: results of ``auto`` on batches carry it in their keys (:func:`gifd.keys.label_parts`)
+AUTO_REVISION = 2
+
+
+def _head_bias(update: SharedUpdate, num_classes: int) -> bool:
+    last = update.tensors[-1]
+    return update.kind == "gradient" and last.dim() == 1 and last.shape[0] == num_classes
 
 
 def infer_labels(
     update: SharedUpdate, num_classes: int, batch_size: int | None = None, strategy: str = "auto"
 ) -> torch.Tensor:
-    """Infer the batch's labels; ``auto`` is iDLG for one sample, Yin et al. (distinct labels) for batches of at
-    most ``num_classes`` samples, and LLG for larger ones (where labels must repeat)."""
+    """Infer the batch's labels; ``auto`` is iDLG for one sample and, for a batch, :func:`bias_counts` when the
+    update is a FedSGD gradient with the head's bias, else LLG: both allow repeated labels, which a client's batch
+    need not avoid (four CIFAR-10 images drawn at random repeat a class half the time).
+
+    Until :data:`AUTO_REVISION` 2, ``auto`` took Yin et al.'s rule for batches of at most ``num_classes``. Label
+    accuracy on CIFAR-10 test batches, untrained ResNet-18 (seed 123, eval-mode BatchNorm), FedSGD: ten random
+    batches of 4 / of 8: Yin 0.875 / 0.688, LLG 0.95 / 0.81, bias counts 1.0 / 0.99; the batches of
+    ``05_batch_size_cifar10`` (two images per class): Yin 0.5 / 0.5, LLG 1.0 / 0.875, bias counts 1.0 / 0.875."""
     if strategy not in LABEL_STRATEGIES:
         raise ValueError(f"unknown label strategy {strategy!r}; choose one of {LABEL_STRATEGIES}")
     batch_size = batch_size or update.num_samples
     if batch_size is None:
         raise ValueError("the batch size is not disclosed by the update: pass batch_size")
     if strategy == "auto":
-        strategy = "idlg" if batch_size == 1 else "yin" if batch_size <= num_classes else "llg"
+        strategy = "idlg" if batch_size == 1 else "bias_counts" if _head_bias(update, num_classes) else "llg"
     if strategy == "idlg":
         if batch_size != 1:
             raise ValueError(f"iDLG infers the label of a single sample, the batch has {batch_size}")

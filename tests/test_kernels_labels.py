@@ -155,10 +155,14 @@ def test_infer_labels_dispatches_and_checks():
         assert infer_labels(u, 4, strategy=strategy).tolist() == want
     assert infer_labels(u, 4, 2, "llg").tolist() == llg(u, 4, 2).tolist() == [3, 3]  # an explicit size wins
     assert infer_labels(u, 4, 3, "bias_counts").tolist() == bias_counts(u, 4, 3).tolist() == [0, 2, 3]
-    assert infer_labels(u, 4).tolist() == [0, 1, 2, 3]  # auto: Yin et al. for batches
-    # auto for a batch larger than the class count (labels must repeat): LLG, where Yin et al. cannot apply
-    assert infer_labels(u, 4, 5).tolist() == llg(u, 4, 5).tolist() == [3, 3, 3, 3, 3]
-    assert infer_labels(u, 4, 4).tolist() == yin(u, 4, 4).tolist()  # B = C is still Yin et al.'s
+    # auto for a FedSGD batch with the head's bias: bias counts (repeated labels allowed), at any size
+    assert infer_labels(u, 4).tolist() == [0, 0, 2, 3]
+    assert infer_labels(u, 4, 5).tolist() == bias_counts(u, 4, 5).tolist()
+    # without a bias of the class count, or for a FedAvg delta: LLG
+    delta = head(rows, [-0.5, -0.9, -0.05, -0.2], kind="weight_delta", num_samples=4)
+    assert infer_labels(delta, 4).tolist() == llg(delta, 4, 4).tolist() == [3, 3, 3, 3]
+    no_bias = SharedUpdate.from_tensors({"fc.weight": torch.tensor(rows)}, num_samples=4)
+    assert infer_labels(no_bias, 4).tolist() == [3, 3, 3, 3]
     one = head(rows, num_samples=1)
     assert infer_labels(one, 4).tolist() == [3] and infer_labels(one, 4, strategy="idlg").tolist() == [3]
     assert infer_labels(head(rows), 4, 1).tolist() == [3]  # auto with an explicit batch of one: iDLG

@@ -298,3 +298,34 @@ def test_grid_keys_cover_the_defense_revision(monkeypatch):
     before = job.key
     monkeypatch.setitem(defenses.REVISIONS, "clipping", 2)
     assert job.key != before
+
+
+def test_keys_of_auto_labels_on_batches_carry_the_rules_revision(tmp_path, monkeypatch):
+    """``auto`` changed its rule for batches (revision 2): a batch attacked under ``auto`` gets a new key, a batch
+    of one and an explicit strategy keep theirs (the committed B = 1 caches stay valid)."""
+    import gifd.labels as labels
+    from gifd.attacks import make_attack
+    from gifd.cache import attack_cache_path
+    from gifd.defense_grid import make_defense_grid
+    from gifd.fl import FLTask
+
+    p = ExperimentParams.from_dict(dict(SMALL, methods=["ig"], out_dir=str(tmp_path)))
+    task = FLTask()
+
+    def paths():
+        return {(s, n): attack_cache_path(tmp_path, p, make_attack("ig", None, task, budget=40, label_strategy=s),
+                                          list(range(n)))  # fmt: skip
+                for s in ("auto", "llg") for n in (1, 2)}  # fmt: skip
+
+    def grid_keys():
+        jobs = make_defense_grid(["ig"], None, [0, 1], 2, dataset="samples", model="convnet", budget=40)
+        jobs += make_defense_grid(["ig"], None, [0], 1, dataset="samples", model="convnet", budget=40)
+        return [j.key for j in jobs]
+
+    now, grid_now = paths(), grid_keys()
+    monkeypatch.setattr(labels, "AUTO_REVISION", 1)
+    before, grid_before = paths(), grid_keys()
+    assert now[("auto", 2)] != before[("auto", 2)] and grid_now[0] != grid_before[0]
+    for other in (("auto", 1), ("llg", 1), ("llg", 2)):
+        assert now[other] == before[other]
+    assert grid_now[1] == grid_before[1]
