@@ -128,9 +128,10 @@ def infer_labels(
     need not avoid (four CIFAR-10 images drawn at random repeat a class half the time).
 
     Until :data:`AUTO_REVISION` 2, ``auto`` took Yin et al.'s rule for batches of at most ``num_classes``. Label
-    accuracy on CIFAR-10 test batches, untrained ResNet-18 (seed 123, eval-mode BatchNorm), FedSGD: ten random
-    batches of 4 / of 8: Yin 0.875 / 0.688, LLG 0.95 / 0.81, bias counts 1.0 / 0.99; the batches of
-    ``05_batch_size_cifar10`` (two images per class): Yin 0.5 / 0.5, LLG 1.0 / 0.875, bias counts 1.0 / 0.875."""
+    accuracy on CIFAR-10 test batches, untrained ResNet-18, FedSGD (``figures/labels_cifar10/table.md``, made by
+    ``tools/label_accuracy.py``): ten random batches of 4 / of 8: Yin 0.875 / 0.688, LLG 0.95 / 0.81, bias counts
+    1.0 / 0.99; the batches of ``05_batch_size_cifar10`` (two images per class): Yin 0.5 / 0.5, LLG 1.0 / 0.875,
+    bias counts 1.0 / 0.875."""
     if strategy not in LABEL_STRATEGIES:
         raise ValueError(f"unknown label strategy {strategy!r}; choose one of {LABEL_STRATEGIES}")
     batch_size = batch_size or update.num_samples
