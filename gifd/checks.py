@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["check_types", "writable_dir", "check_notebook_parameters", "parameters_of"]
+__all__ = ["check_types", "known_fields", "writable_dir", "check_notebook_parameters", "parameters_of"]
 
 
 def _accepts(annotation: str, value) -> bool:
@@ -43,6 +43,17 @@ def check_types(obj) -> None:
         annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         if not _accepts(annotation, value):
             raise TypeError(f"parameter {f.name!r} must be {annotation}, got {value!r} ({type(value).__name__})")
+
+
+def known_fields(cls, params: dict) -> dict:
+    """``params`` if every key is a field of the dataclass ``cls``; else one error naming the first unknown one."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; known parameters: {sorted(known)}")
+    return params
 
 
 def writable_dir(path: str | os.PathLike, name: str = "out_dir") -> Path:

@@ -79,11 +79,9 @@ class ExperimentParams:
 
     @classmethod
     def from_dict(cls, params: dict) -> ExperimentParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown parameter {unknown[0]!r}; known parameters: {sorted(known)}")
-        return cls(**params).validated()
+        from .checks import known_fields
+
+        return cls(**known_fields(cls, params)).validated()
 
     def validated(self) -> ExperimentParams:
         from .checks import check_types

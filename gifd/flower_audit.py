@@ -13,7 +13,7 @@ import copy
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from logging import WARNING
 from pathlib import Path
 
@@ -78,11 +78,9 @@ class FlowerAuditParams:
 
     @classmethod
     def from_dict(cls, params: dict) -> FlowerAuditParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown parameter {unknown[0]!r}; known parameters: {sorted(known)}")
-        return cls(**params).validated()
+        from .checks import known_fields
+
+        return cls(**known_fields(cls, params)).validated()
 
     def validated(self) -> FlowerAuditParams:
         from .attacks import ATTACKS
