@@ -88,7 +88,10 @@ def bias_counts(update: SharedUpdate, num_classes: int, batch_size: int) -> torc
     Presence comes from GradInversion's minimum rule (a class is in the batch iff its head-weight row has a
     negative entry). Counts come from the bias gradient ``g_c = (sum_n p_nc - count_c) / B``: every present
     class gets one sample, then samples go one at a time to the present class with the most negative
-    ``g_c + picks_c / B``. More accurate than LLG on untrained models; needs a head bias."""
+    ``g_c + picks_c / B``. When more classes look present than the batch holds (the presence rule assumes
+    non-negative features), the ``B`` with the most negative ``g_c`` are kept: a class in the batch has
+    ``g_c <= (sum_n p_nc - 1) / B``, one outside it ``g_c = sum_n p_nc / B >= 0``. More accurate than LLG on
+    untrained models; needs a head bias."""
     _check_size(batch_size, num_classes, distinct=False)
     if update.kind != "gradient":
         raise ValueError("bias_counts needs a FedSGD gradient (the bias of a FedAvg delta is not (p - y) / B)")
@@ -97,7 +100,7 @@ def bias_counts(update: SharedUpdate, num_classes: int, batch_size: int) -> torc
         raise ValueError("bias_counts needs the linear head's bias as the update's last tensor")
     present = update.last_weight.min(dim=1).values < 0
     g = bias.double().clone()
-    labels = [c for c in range(num_classes) if present[c]][:batch_size]
+    labels = sorted((c for c in range(num_classes) if present[c]), key=lambda c: (float(g[c]), c))[:batch_size]
     for c in labels:
         g[c] += 1.0 / batch_size
     if not present.any():
@@ -110,9 +113,10 @@ def bias_counts(update: SharedUpdate, num_classes: int, batch_size: int) -> torc
 
 
 LABEL_STRATEGIES = ("auto", "idlg", "yin", "llg", "bias_counts")
-#: what ``auto`` means for batches of more than one image (2: bias counts or LLG; 1: Yin et al. up to C images);
+#: what ``auto`` means for batches of more than one image (3: bias counts keeping the B present classes with the
+#: most negative bias gradient, or LLG; 2: bias counts keeping the first present classes; 1: Yin et al.);
 #: results of ``auto`` on batches carry it in their keys (:func:`gifd.keys.label_parts`)
-AUTO_REVISION = 2
+AUTO_REVISION = 3
 
 
 def _head_bias(update: SharedUpdate, num_classes: int) -> bool:

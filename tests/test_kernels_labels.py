@@ -95,11 +95,12 @@ def test_llg_against_its_definition_on_random_heads(seed):
 
 
 def _bias_counts_reference(rows, bias, b):
-    """Present classes (a negative head-weight entry; all classes if none) get one sample each (the first B by
-    index); the rest go one at a time to the present class with the smallest bias gradient plus picks / B."""
+    """Present classes (a negative head-weight entry; all classes if none) get one sample each (the B with the
+    smallest bias gradient when more are present, ties to the lower class); the rest go one at a time to the present
+    class with the smallest bias gradient plus picks / B."""
     c = len(rows)
     present = [min(r) < 0 for r in rows]
-    out = [k for k in range(c) if present[k]][:b]
+    out = sorted((k for k in range(c) if present[k]), key=lambda k: (bias[k], k))[:b]
     g = list(bias)
     for k in out:
         g[k] += 1 / b
@@ -117,7 +118,9 @@ def test_bias_counts_hand_computed():
     # present 0, 2, 3; g after one pick each (+1/4): -0.25, -0.9 (absent, though the smallest), 0.2, 0.05 -> the 4th
     # sample is class 0
     assert bias_counts(head(rows, [-0.5, -0.9, -0.05, -0.2]), 4, 4).tolist() == [0, 0, 2, 3]
-    assert bias_counts(head(rows, [-0.5, -0.9, -0.05, -0.2]), 4, 2).tolist() == [0, 2]  # the first present classes
+    # three present, two samples: the two present classes with the most negative bias gradient (0 and 3, not 2)
+    assert bias_counts(head(rows, [-0.5, -0.9, -0.05, -0.2]), 4, 2).tolist() == [0, 3]
+    assert bias_counts(head(rows, [-0.05, -0.9, -0.5, -0.2]), 4, 2).tolist() == [2, 3]
     # B = 8: g after one pick each (+1/8): -3/8, -, 1/8, -1/8; then class 0 (-1/4), class 0 (-1/8), the tie at -1/8
     # to the first class (0), class 3, the tie at 0 to class 0
     assert bias_counts(head(rows, [-0.5, -1.0, 0.0, -0.25]), 4, 8).tolist() == [0, 0, 0, 0, 0, 2, 3, 3]
