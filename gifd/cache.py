@@ -9,6 +9,7 @@ filled up) is reported by name and recomputed, never half-used.
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from dataclasses import asdict
@@ -69,7 +70,7 @@ def plain(obj):
 def _save(path: Path, record) -> None:
     """Write a dataclass record atomically (a killed run never leaves a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes sharing a cache never share a tmp
     torch.save({k: plain(v) for k, v in asdict(record).items()}, tmp)
     tmp.replace(path)
 

@@ -73,6 +73,9 @@ class ExperimentParams:
     stage_rows: bool = False
     resume: bool = True
     cache_dir: str | None = None  # where finished attacks are kept (default out_dir/attacks)
+    # the order batches are attacked in, "forward" or "reverse" (each keeps its number, seed and key): two processes
+    # sharing one cache_dir, one each way, split a run between two cores and meet in the middle
+    batch_order: str = "forward"
     reuse_from: list[str] | None = None  # other runs' attack caches whose files with this run's keys are reused
     preset: str = "tuned"  # attack settings: "tuned" (gifd.presets.TUNED where tuned) or "paper"
     attack_config: dict | None = None  # method -> config overrides on top of the preset (tuning runs)
@@ -125,6 +128,8 @@ class ExperimentParams:
 
         if self.label_mapping not in MAPPINGS:
             raise ValueError(f"unknown label mapping {self.label_mapping!r}; choose from {MAPPINGS}")
+        if self.batch_order not in ("forward", "reverse"):
+            raise ValueError(f"unknown batch_order {self.batch_order!r}; use 'forward' or 'reverse'")
         if self.protocol not in ("fedsgd", "fedavg"):
             raise ValueError(f"unknown protocol {self.protocol!r}; use 'fedsgd' or 'fedavg'")
         return self
@@ -244,11 +249,10 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
         from .generators import load_generator
 
         generator = load_generator(p.generator, num_classes=task.num_classes).to(device)
-    rows: list[dict] = []
-    recon: dict[str, list[torch.Tensor]] = {m: [] for m in p.methods}
-    kept: dict[str, list] = {m: [] for m in p.methods}
-    attack_summaries = []
-    for b, (idx, images, labels) in enumerate(data.batches(p.batch_size)):
+    done: dict[int, dict] = {}  # batch number -> its rows, reconstructions, results and attack summaries
+    batches = list(enumerate(data.batches(p.batch_size)))
+    for b, (idx, images, labels) in reversed(batches) if p.batch_order == "reverse" else batches:
+        got = done[b] = {"rows": [], "recon": {}, "kept": {}, "attacks": []}
         images, labels = images.to(device), labels.to(device)
         update = client_update(model, task, images, labels, protocol=p.protocol, local=local, threat=ThreatModel())
         mapping = None
@@ -297,13 +301,18 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
                 result.images.cpu(), result.labels.cpu(), images.cpu(), labels.cpu(),
                 model=eval_model, task=task, lpips=lpips_model,
             )  # fmt: skip
-            recon[method].append(result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())])
-            attack_summaries.append({"batch": b, **result.summary(), "versions": result.extras.get("versions"),
-                                     "config": attack_record(attack)})  # fmt: skip
-            kept[method].append(result)
-            rows += result_rows(method, idx, labels, scores, result)
+            got["recon"][method] = result.images.cpu()[hungarian_match(result.images.cpu(), images.cpu())]
+            got["attacks"].append({"batch": b, **result.summary(), "versions": result.extras.get("versions"),
+                                   "config": attack_record(attack)})  # fmt: skip
+            got["kept"][method] = result
+            got["rows"] += result_rows(method, idx, labels, scores, result)
             if p.stage_rows and "stage_images" in result.extras:
-                rows += stage_rows(method, idx, labels, images, result, eval_model, task, lpips_model)
+                got["rows"] += stage_rows(method, idx, labels, images, result, eval_model, task, lpips_model)
+    ordered = [done[b] for b in sorted(done)]  # batch order, whichever order they ran in
+    rows = [row for got in ordered for row in got["rows"]]
+    attack_summaries = [a for got in ordered for a in got["attacks"]]
+    recon = {m: [got["recon"][m] for got in ordered] for m in p.methods}
+    kept = {m: [got["kept"][m] for got in ordered] for m in p.methods}
     results = write_results(out_dir, rows, p.methods, asdict(p), start, started_versions, attacks=attack_summaries,
                             lpips_net=None if lpips_model is None else "alex")  # fmt: skip
     return Comparison(results, data, {m: torch.cat(v) for m, v in recon.items()}, out_dir, kept)

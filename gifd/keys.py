@@ -20,7 +20,7 @@ __all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "label_p
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
 NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "reuse_from",
-                        "image_dir", "device"})  # fmt: skip
+                        "image_dir", "device", "batch_order"})  # fmt: skip
 
 
 def digest(obj) -> str:

@@ -290,6 +290,28 @@ def test_a_run_reuses_another_runs_attack_only_under_the_same_key(tmp_path):
     assert not {p.name for p in (tmp_path / "c" / "attacks").glob("*.pt")} & set(names)
 
 
+def test_a_reverse_run_attacks_the_same_batches_under_the_same_keys(tmp_path):
+    """``batch_order="reverse"`` (a second process on the same run) attacks batch b with batch b's seed and key, and
+    writes its results in batch order; sharing the first run's cache it recomputes nothing."""
+    params = {**SMALL, "indices": [0, 1], "out_dir": str(tmp_path / "f")}
+    forward = run_comparison(params).results["rows"]
+    reverse = run_comparison({**params, "out_dir": str(tmp_path / "r"), "batch_order": "reverse"}).results["rows"]
+
+    def names(run):
+        return sorted(p.name for p in (tmp_path / run / "attacks").glob("*.pt"))
+
+    assert len(names("f")) == 2 and names("r") == names("f")
+    assert [r["image"] for r in reverse] == [r["image"] for r in forward] == [0, 1]
+    assert [r["psnr"] for r in reverse] == pytest.approx([r["psnr"] for r in forward], abs=1e-4)
+    shared = {**params, "out_dir": str(tmp_path / "s"), "batch_order": "reverse", "cache_dir": str(tmp_path / "f" /
+              "attacks")}  # fmt: skip
+    again = run_comparison(shared).results["rows"]
+    assert [r["seconds"] for r in again] == [r["seconds"] for r in forward]  # read back, not recomputed
+    assert not (tmp_path / "s" / "attacks").exists()
+    with pytest.raises(ValueError, match="unknown batch_order 'backward'; use 'forward' or 'reverse'"):
+        run_comparison({**params, "batch_order": "backward"})
+
+
 def test_grid_keys_cover_the_defense_revision(monkeypatch):
     import gifd.defenses as defenses
     from gifd.grid import make_grid

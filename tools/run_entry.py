@@ -7,6 +7,13 @@ Back on a machine with the notebooks, unpack the archive in the repository root 
 (``python -m gifd.reproduce figures --only 01_budget_curve``): every attack is then found in the cache (keys do
 not depend on the device), and the notebook draws the figure and table in seconds. Supported notebooks:
 ``01_in_distribution`` and ``01_sweep``.
+
+A second core on the same run: while ``python -m gifd.reproduce figures --only <run>`` attacks the batches in
+order, a second process attacks them from the last, into the same cache (and its own out_dir); the two meet in
+the middle, and the first finds the second's attacks in the cache:
+
+    python tools/run_entry.py <run> --set batch_order='"reverse"' --set out_dir='"build/<run>_reverse"' \
+        --set cache_dir='"figures/<run>/attacks"'
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from gifd.reproduce import _parse_sets, check_parameters, load_runs  # noqa: E40
 
 #: notebook parameters that only steer the notebook itself, not the run
 NOTEBOOK_ONLY = {"interactive", "vary", "values", "log_x"}
+#: run parameters the notebooks do not take, for splitting a run between processes that share one attack cache
+RUN_ONLY = {"batch_order", "cache_dir"}
 
 
 def run_entry(name: str, overrides: dict) -> Path:
@@ -33,7 +42,7 @@ def run_entry(name: str, overrides: dict) -> Path:
         raise SystemExit(f"error: unknown run {name!r}; known: {sorted(table)}")
     spec = table[name]
     params = {**spec["parameters"], **overrides}
-    check_parameters(spec["notebook"], params, name)
+    check_parameters(spec["notebook"], {k: v for k, v in params.items() if k not in RUN_ONLY}, name)
     from gifd.experiment import run_comparison
     from gifd.variants import compare_variants, sweep_variants
 
