@@ -6,6 +6,7 @@
 #   nohup bash tools/long_runs.sh a > build/lane_a.log 2>&1 &     # the fair comparison, then batch sizes
 #   nohup bash tools/long_runs.sh b > build/lane_b.log 2>&1 &     # the 64x64 prior's quality and tuning, then defenses
 #   nohup bash tools/long_runs.sh c > build/lane_c.log 2>&1 &     # the 64x64 comparisons (after the tuning's winners)
+#   nohup bash tools/long_runs.sh r > build/lane_r.log 2>&1 &     # lane a's 01 runs from their last batch (2nd core)
 #
 # PY overrides the interpreter. Each step's start, end and exit status go to build/long_runs.log.
 set -u
@@ -16,11 +17,17 @@ TIN=../shared/gifd_data/tinyimagenet_rangeetpan
 mkdir -p build
 step() { echo "[$1] start $(date -Is): ${*:2}" >> build/long_runs.log; "${@:2}"; echo "[$1] end rc=$? $(date -Is)" >> build/long_runs.log; }
 figure() { step "$LANE" "$PY" -m gifd.reproduce figures --only "$1"; }
-LANE=${1:?usage: bash tools/long_runs.sh a|b|c}
+LANE=${1:?usage: bash tools/long_runs.sh a|b|c|r}
 case "$LANE" in
-  a)  # issue 10 (16 images, then the budget curve and the K ablation), then issue 11's batch sizes and FedAvg
-      for run in 01_in_distribution_cifar10_16 01_budget_curve 01_k_ablation 05_batch_size_cifar10 05_fedavg_cifar10; do
+  a)  # issue 10 (16 images, then the K ablation and the budget curve), then issue 11's batch sizes and FedAvg
+      for run in 01_in_distribution_cifar10_16 01_k_ablation 01_budget_curve 05_batch_size_cifar10 05_fedavg_cifar10; do
           figure "$run"
+      done ;;
+  r)  # a second core on lane a's runs that tools/run_entry.py takes, started beside lane a: each run attacked from
+      # its last batch into the same attack cache, so the two lanes meet in the middle and lane a finds these there
+      for run in 01_in_distribution_cifar10_16 01_k_ablation 01_budget_curve; do
+          step r "$PY" tools/run_entry.py "$run" --set batch_order='"reverse"' --set "out_dir=\"build/reverse/$run\"" \
+              --set "cache_dir=\"figures/$run/attacks\""
       done ;;
   b)  # issue 13's prior quality and the tuning for the prior, then issue 11's defenses
       grep -q projection_psnr gifd/priors/tinyimagenet64_dcgan.json \
@@ -39,5 +46,5 @@ case "$LANE" in
                  03_label_mapping_cifar10_tinyimagenet64; do
           figure "$run"
       done ;;
-  *)  echo "unknown lane $LANE (a, b or c)" >&2; exit 2 ;;
+  *)  echo "unknown lane $LANE (a, b, c or r)" >&2; exit 2 ;;
 esac
