@@ -342,9 +342,9 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
     save_figure(fig, comparison.out_dir / "reconstructions.png", provenance(notebook, res["params"]))
     table = results_table(res)
     if "paired" in res:
-        from .stats import paired_table
+        from .stats import paired_sections
 
-        table += "\n\nPaired per image (PSNR):\n\n" + paired_table(res, "gifd")
+        table += paired_sections(res, "gifd")
     (comparison.out_dir / "table.md").write_text(
         f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
     )

@@ -119,9 +119,9 @@ def merged_table(runs: list[str], out: Path | None) -> str:
     merged = merge_results(runs)
     table = results_table(merged)
     if "paired" in merged:
-        from .stats import paired_table
+        from .stats import paired_sections
 
-        table += "\n\nPaired per image (PSNR):\n\n" + paired_table(merged, "gifd")
+        table += paired_sections(merged, "gifd")
     print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

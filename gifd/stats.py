@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Paired", "paired", "paired_against", "paired_table", "pairs_table"]
+__all__ = ["Paired", "paired", "paired_against", "paired_table", "pairs_table", "paired_sections"]
 
 
 @dataclass
@@ -53,22 +53,37 @@ def paired_against(results: dict, reference: str, metric: str = "psnr") -> dict[
     return {m: asdict(paired(results["rows"], reference, m, metric)) for m in others}
 
 
-def paired_table(results: dict, reference: str, metric: str = "psnr", unit: str = "dB") -> str:
+def paired_table(results: dict, reference: str, metric: str = "psnr", unit: str = "dB", digits: int = 2) -> str:
     """Markdown: the reference's paired difference with each other method, its 95 % CI and the wins."""
     pairs = [(reference, m, m) for m in results["mean"] if m != reference]
-    return pairs_table(results, pairs, f"{reference} against", metric, unit)
+    return pairs_table(results, pairs, f"{reference} against", metric, unit, digits)
+
+
+def paired_sections(results: dict, reference: str = "gifd") -> str:
+    """What a ``table.md`` carries under its results table when ``reference`` ran beside other methods: the paired
+    PSNR table, and the paired LPIPS table when every method has LPIPS values."""
+    text = "\n\nPaired per image (PSNR):\n\n" + paired_table(results, reference)
+    methods = {r["method"] for r in results["rows"] if r.get("lpips") is not None}
+    if set(results["mean"]) <= methods:
+        text += (f"\n\nPaired per image (LPIPS, lower is better: a negative difference favours {reference}, a win is "
+                 f"an image where {reference}'s LPIPS is lower):\n\n" + paired_table(results, reference, "lpips",
+                 "LPIPS", digits=3))  # fmt: skip
+    return text
 
 
 def pairs_table(results: dict, pairs: list[tuple[str, str, str]], header: str = "a − b", metric: str = "psnr",
-                unit: str = "dB") -> str:  # fmt: skip
+                unit: str = "dB", digits: int = 2) -> str:  # fmt: skip
     """Markdown: for each ``(a, b, label)`` of ``pairs`` (methods of a ``results.json`` dictionary), the paired
     difference ``a − b`` over their common images, its 95 % bootstrap CI and the images where ``a`` is better;
-    the first column holds ``label`` under ``header``."""
+    the first column holds ``label`` under ``header``; numbers to ``digits`` decimals."""
     lines = [f"| {header} | mean difference ({unit}) | 95 % CI (bootstrap) | wins | CI excludes 0 |",
              "|---|---|---|---|---|"]  # fmt: skip
     for a, b, label in pairs:
         p = paired(results["rows"], a, b, metric)
         sig = "yes" if p.significant else "**no**"
         sig = f"({sig}: only {p.n} image{'s' if p.n > 1 else ''})" if p.n < 5 else sig
-        lines.append(f"| {label} | {p.mean:+.2f} | [{p.ci_low:+.2f}, {p.ci_high:+.2f}] | {p.wins}/{p.n} | {sig} |")
+        d = digits
+        lines.append(
+            f"| {label} | {p.mean:+.{d}f} | [{p.ci_low:+.{d}f}, {p.ci_high:+.{d}f}] | {p.wins}/{p.n} | {sig} |"
+        )
     return "\n".join(lines)

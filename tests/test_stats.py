@@ -1,6 +1,6 @@
 import pytest
 
-from gifd.stats import paired, paired_table
+from gifd.stats import paired, paired_sections, paired_table
 
 
 def _rows(a, b):
@@ -94,3 +94,18 @@ def test_the_dpsgd_table_and_panel_show_each_noise_multipliers_epsilon():
     assert privacy_table({"rows": cell("ig", None, [15])}) == ""
     fig = strength_curves({"rows": rows})
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.1\nε=3.5e+03", "1\nε=4.2"]
+
+
+def test_table_md_pairs_lpips_when_every_method_has_it():
+    rows = _rows([20, 22, 24, 26, 28, 30], [21, 21, 21, 21, 21, 21])
+    for r in rows:
+        r["lpips"] = 0.1 if r["method"] == "a" else 0.2 - r["psnr"] / 1000  # a lower everywhere: 6 wins, -0.079
+    res = {"mean": {"a": {}, "b": {}}, "rows": rows}
+    text = paired_sections(res, "a")
+    psnr, lpips = text.split("Paired per image (LPIPS")
+    assert "| b | +4.00 |" in psnr and "6/6" not in psnr  # a wins on 4 of 6 by PSNR
+    assert "| b | -0.079 | [-0.079, -0.079] | 6/6 | yes |" in lpips
+    for r in rows:
+        if r["method"] == "b":
+            r["lpips"] = None
+    assert "LPIPS" not in paired_sections(res, "a")
