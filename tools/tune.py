@@ -50,10 +50,22 @@ KNOBS: dict[str, dict[str, dict]] = {
 }
 
 
+def settings(params: dict) -> dict:
+    """The settings of a recorded run that change its results: its parameters with the defaults of today filled in
+    (a record older than a new parameter reads as the default), less those no result depends on."""
+    from dataclasses import asdict
+
+    from gifd.experiment import ExperimentParams
+    from gifd.keys import NOT_IN_KEY
+
+    return {k: v for k, v in asdict(ExperimentParams(**params)).items() if k not in NOT_IN_KEY}
+
+
 def unchanged(before: dict, after: dict) -> bool:
     """Whether a configuration's rerun reproduced its recorded run: same settings, attacks and rows (a redraw
     from the attack cache), so the first record, with its commit and its seconds, stands."""
-    return all(before.get(k) == after.get(k) for k in ("params", "attacks", "rows"))
+    return settings(before["params"]) == settings(after["params"]) and all(
+        before.get(k) == after.get(k) for k in ("attacks", "rows"))  # fmt: skip
 
 
 def tune(method: str, data: str, indices: list[int], budget: int, out: Path, generator: str, command: str,
