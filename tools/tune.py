@@ -50,15 +50,15 @@ KNOBS: dict[str, dict[str, dict]] = {
 }
 
 
-def settings(params: dict) -> dict:
-    """The settings of a recorded run that change its results: its parameters with the defaults of today filled in
-    (a record older than a new parameter reads as the default), less those no result depends on."""
+def settings(params: dict) -> str:
+    """The key (:func:`gifd.keys.result_key`) of a recorded run's settings, with the defaults of today filled in (a
+    record older than a new parameter reads as the default): parameters no result depends on do not enter it."""
     from dataclasses import asdict
 
     from gifd.experiment import ExperimentParams
-    from gifd.keys import NOT_IN_KEY
+    from gifd.keys import result_key
 
-    return {k: v for k, v in asdict(ExperimentParams(**params)).items() if k not in NOT_IN_KEY}
+    return result_key(asdict(ExperimentParams(**params)))
 
 
 def unchanged(before: dict, after: dict) -> bool:
