@@ -20,7 +20,11 @@ import torch
 from .keys import attack_parts, label_parts, result_key
 
 __all__ = ["attack_cache_path", "mapping_cache_path", "save_attack", "load_attack", "save_mapping", "load_mapping",
-           "adopt", "plain"]  # fmt: skip
+           "adopt", "plain", "REDRAW_ONLY", "NotCached", "refuse_if_redraw_only"]  # fmt: skip
+
+#: the environment variable that ``python -m gifd.reproduce figures --redraw-only`` sets for its notebooks: every
+#: result must then come from a cache (attack files, grid records, Flower settings), and a missing one is an error
+REDRAW_ONLY = "GIFD_REDRAW_ONLY"
 
 # GIFD's radii and K, the preset and the attack_config overrides reach the key through the attack's own resolved
 # configuration (attack_parts); the mapping does not depend on them
@@ -50,6 +54,21 @@ def _path(out_dir: Path, params, prefix: str, indices: list[int], skip: frozense
     key = result_key(asdict(params), skip=skip | {"device"}, indices=list(indices), device="cpu", **parts)
     folder = Path(params.cache_dir) if params.cache_dir else Path(out_dir) / "attacks"
     return folder / f"{prefix}-{indices[0]}-{key}.pt"
+
+
+class NotCached(RuntimeError):
+    """A redraw-only run met a result that is not in its cache."""
+
+
+def refuse_if_redraw_only(what: str, where) -> None:
+    """Raise :class:`NotCached` naming ``what`` (the result about to be computed) and ``where`` (the cache file or
+    folder it was looked up in) when :data:`REDRAW_ONLY` is set: a redraw then stops before it computes anything
+    or writes a results file, instead of quietly starting hours of attacks (a key that changed, a cache that was
+    not committed or not unpacked)."""
+    if os.environ.get(REDRAW_ONLY, "") not in ("", "0"):
+        raise NotCached(f"redraw only: {what} is not in the cache ({where}); a redraw computes nothing, so either "
+                        "the cache was not committed or unpacked there, or a setting or key changed since it was "
+                        f"made (run without --redraw-only, or unset {REDRAW_ONLY}, to compute it)")  # fmt: skip
 
 
 def plain(obj):

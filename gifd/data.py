@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .fl import FLTask
 
-__all__ = ["ImageSet", "load_images", "DATASETS", "SAMPLE_IMAGES", "cache_dir"]
+__all__ = ["ImageSet", "load_images", "DATASETS", "SAMPLE_IMAGES", "cache_dir", "data_fingerprint"]
 
 DATASETS = ("samples", "cifar10", "imagefolder", "tinyimagenet", "mnist")
 
@@ -142,6 +142,20 @@ def _archive_id(archive: Path) -> str:
         if size > 2 << 20:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+def data_fingerprint(data_root: str | os.PathLike) -> str:
+    """What a data root holds, wherever it lies: for an archive or other file its :func:`_archive_id`, for a folder
+    the sha256 of every file's relative path and size (cheap on extracted data sets of many files)."""
+    import hashlib
+
+    root = Path(data_root).expanduser()
+    if root.is_file():
+        return _archive_id(root)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
     return h.hexdigest()[:12]
 
 

@@ -25,7 +25,16 @@ from pathlib import Path
 import torch
 
 from .attacks import ATTACKS, GENERATIVE, make_attack
-from .cache import adopt, attack_cache_path, load_attack, load_mapping, mapping_cache_path, save_attack, save_mapping
+from .cache import (
+    adopt,
+    attack_cache_path,
+    load_attack,
+    load_mapping,
+    mapping_cache_path,
+    refuse_if_redraw_only,
+    save_attack,
+    save_mapping,
+)
 from .data import DATASETS, ImageSet, load_images
 from .fl import LocalTraining, ThreatModel, client_update
 from .keys import attack_record
@@ -263,6 +272,8 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             adopt(cache, p.reuse_from)
             mapping = load_mapping(cache)
             if mapping is None:
+                if p.label_mapping == "search":
+                    refuse_if_redraw_only(f"the label-mapping search of batch {b} (indices {idx})", cache)
                 inferred = infer_labels(update, task.num_classes, strategy=p.label_strategy)
                 mapping = make_mapping(p.label_mapping, inferred, generator.num_classes,
                                        num_fl_classes=task.num_classes, seed=p.seed + b, model=model, task=task,
@@ -288,6 +299,7 @@ def run_comparison(params: dict | ExperimentParams, *, lpips_model=None) -> Comp
             adopt(cache, p.reuse_from)
             result = load_attack(cache)
             if result is None:
+                refuse_if_redraw_only(f"the {method} attack on batch {b} (indices {idx})", cache)
                 result = attack(update)
                 if mapping is not None and method in GENERATIVE:
                     result.extras["label_mapping"] = {"name": mapping.name, "evaluations": mapping.evaluations,

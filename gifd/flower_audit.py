@@ -333,6 +333,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
     ``partition_size``, ``local_steps``, ``dp_clipping_norm`` and ``delta_norm``, the norm of the update the
     server received; ``groups``: mean and std per setting, round and method)."""
     from .attacks import GENERATIVE
+    from .cache import refuse_if_redraw_only
     from .data import load_images
     from .experiment import write_results
     from .metrics import psnr
@@ -361,6 +362,7 @@ def run_audit(params: dict | FlowerAuditParams, *, lpips_model=None) -> FlowerAu
         cache = _setting_cache(p, setting, parts) if p.resume else None
         done = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
         if done is None:
+            refuse_if_redraw_only(f"the Flower setting {setting['name']!r}", cache)
             audit = _simulate(p, setting, model, task, data)
             done = _attack_setting(p, setting, audit, model, task, data, device, generator, lpips_model)
             if cache is not None:

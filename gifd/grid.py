@@ -129,6 +129,10 @@ def run_grid(jobs: list[Job], job_fn: Callable[[Job], dict], out_dir: str | Path
     _repair(path)
     done = load_records(out)
     todo = [j for j in jobs if j.key not in done]
+    if todo:
+        from .cache import refuse_if_redraw_only
+
+        refuse_if_redraw_only(f"{len(todo)} of the {len(jobs)} grid jobs (the first: {todo[0].key})", path)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="grid", disable=not progress)

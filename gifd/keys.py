@@ -7,6 +7,9 @@ A key covers the run's settings (every parameter but those that only say where o
 values it resolved from presets (GIFD's radii, K and steps; GIAS's weight lr), its algorithm ``revision``
 (raised when an attack's code changes its results; keys of revision 1 are those made before revisions existed,
 so their caches stay valid) and, for a generator read from a file, the sha256 of that file's weights.
+
+The data enter a key by what they hold, not where they lie (:func:`data_key`): the committed caches, made from
+``../shared``, serve a reader whose copy of the same archive is anywhere else.
 """
 
 from __future__ import annotations
@@ -15,12 +18,56 @@ import hashlib
 import json
 from dataclasses import asdict
 
-__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "label_parts", "digest"]
+__all__ = [
+    "NOT_IN_KEY",
+    "result_key",
+    "attack_parts",
+    "attack_record",
+    "label_parts",
+    "digest",
+    "data_key",
+    "KNOWN_DATA",
+]
 
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
 NOT_IN_KEY = frozenset({"methods", "out_dir", "progress", "stage_rows", "resume", "cache_dir", "reuse_from",
                         "image_dir", "device", "batch_order"})  # fmt: skip
+
+
+#: the data roots the committed results were made from (``../shared``, beside the repository), by content
+#: (:func:`gifd.data.data_fingerprint`): the same data at any other path keys as these paths did when they were made
+KNOWN_DATA = {
+    "5374c5cdf53a": "../shared/gifd_data/cifar10_yoongikim/cifar10_jpg_q75_train_test.tar.gz",
+    "a0f5ad326e13": "../shared/gifd_data/mnist",
+    "e895814db347": "../shared/gifd_data/tinyimagenet_rangeetpan/tiny_imagenet_train_wnids_words.tar.gz",
+    "fcf068df1e1b": "../shared/gifd_data/tinyimagenet_rangeetpan/tiny_imagenet_val_wnids_words.tar.gz",
+}
+_DATA_KEYS: dict[tuple, str] = {}  # (resolved file, size, mtime) -> key: the fingerprint reads 2 MiB per archive
+
+
+def data_key(data_root) -> str | None:
+    """What a run's ``data_root`` adds to its key: one of :data:`KNOWN_DATA`'s paths for data of that content,
+    ``"data:<fingerprint>"`` for other data, wherever it lies; the path as given when nothing is there (loading
+    will name it) and ``None`` for the embedded samples."""
+    if data_root is None:
+        return None
+    from pathlib import Path
+
+    from .data import data_fingerprint
+
+    path = Path(data_root).expanduser()
+    if not path.exists():
+        return str(data_root)
+    if path.is_dir():  # a folder's fingerprint is its listing (no file is read): not worth keeping
+        fingerprint = data_fingerprint(path)
+        return KNOWN_DATA.get(fingerprint, f"data:{fingerprint}")
+    stat = path.stat()
+    mark = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if mark not in _DATA_KEYS:
+        fingerprint = data_fingerprint(path)
+        _DATA_KEYS[mark] = KNOWN_DATA.get(fingerprint, f"data:{fingerprint}")
+    return _DATA_KEYS[mark]
 
 
 def digest(obj) -> str:
@@ -32,6 +79,8 @@ def result_key(settings: dict, *, skip: frozenset | set = frozenset(), **parts) 
     """The key of a result made under ``settings`` (minus :data:`NOT_IN_KEY` and ``skip``) and ``parts`` (what
     the result is: the attack's :func:`attack_parts`, the images, the defense, ...)."""
     key = {k: v for k, v in settings.items() if k not in NOT_IN_KEY and k not in skip}
+    if key.get("data_root") is not None:
+        key["data_root"] = data_key(key["data_root"])
     key.update(parts)
     return digest(key)
 

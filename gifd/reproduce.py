@@ -3,6 +3,7 @@
     python -m gifd.reproduce figures                 # every figure on the embedded default (make figures)
     python -m gifd.reproduce figures --only 01_in_distribution_cifar10 --set data_root=/path/to/cifar
     python -m gifd.reproduce figures --set budget=4000 --set device=cuda   # paper-scale reruns
+    python -m gifd.reproduce figures --only 01_k_ablation --redraw-only   # from the committed cache, or an error
     python -m gifd.reproduce nbval-prepare build/nbval  # parameterised copies that nbval executes
     python -m gifd.reproduce strip                     # strip notebook outputs (kept diff-friendly)
     python -m gifd.reproduce table figures/run_a figures/run_b --out figures/a_and_b.md   # one table, two runs
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+from .cache import REDRAW_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -71,10 +75,15 @@ def run_figures(only: list[str] | None, overrides: dict, include_data: bool = Fa
         params = {**spec["parameters"], **overrides}
         start = time.perf_counter()
         print(f"[gifd] {name}: {spec['notebook']} with {json.dumps(params)}", flush=True)
-        pm.execute_notebook(
-            str(NOTEBOOKS / spec["notebook"]), str(executed / f"{name}.ipynb"), parameters=params, cwd=str(ROOT),
-            progress_bar=False,
-        )  # fmt: skip
+        try:
+            pm.execute_notebook(
+                str(NOTEBOOKS / spec["notebook"]), str(executed / f"{name}.ipynb"), parameters=params, cwd=str(ROOT),
+                progress_bar=False,
+            )  # fmt: skip
+        except pm.PapermillExecutionError as err:
+            if err.ename == "NotCached":  # one line, not the kernel's traceback: the message names the result
+                raise SystemExit(f"error: {name}: {err.evalue}") from None
+            raise
         print(f"[gifd] {name}: done in {time.perf_counter() - start:.0f} s -> {params.get('out_dir')}", flush=True)
 
 
@@ -138,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     fig.add_argument("--only", action="append", help="a run name from notebooks/runs.json (repeatable)")
     fig.add_argument("--set", action="append", default=[], help="override a parameter: KEY=JSON_VALUE")
     fig.add_argument("--all", action="store_true", help="also the runs that need a data set")
+    fig.add_argument(
+        "--redraw-only",
+        action="store_true",
+        help="draw from the committed caches only: a result missing there is an error, never computed",
+    )
     prep = sub.add_parser("nbval-prepare", help="parameterised notebook copies for nbval")
     prep.add_argument("dest", type=Path)
     sub.add_parser("strip", help="strip outputs from the notebooks")
@@ -146,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     tab.add_argument("--out", type=Path, help="also write the markdown table (and merged results beside it)")
     args = parser.parse_args(argv)
     if args.cmd == "figures":
+        if args.redraw_only:  # the notebooks' kernels inherit it (gifd.cache.refuse_if_redraw_only)
+            os.environ[REDRAW_ONLY] = "1"
         run_figures(args.only, _parse_sets(args.set), include_data=args.all)
     elif args.cmd == "strip":
         strip_outputs()

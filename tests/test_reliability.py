@@ -351,3 +351,78 @@ def test_keys_of_auto_labels_on_batches_carry_the_rules_revision(tmp_path, monke
     for other in (("auto", 1), ("llg", 1), ("llg", 2)):
         assert now[other] == before[other]
     assert grid_now[1] == grid_before[1]
+
+
+def test_a_redraw_only_run_reads_its_caches_and_never_computes(tmp_path, monkeypatch):
+    """``reproduce figures --redraw-only`` (``GIFD_REDRAW_ONLY``): a run whose attacks are cached redraws the same
+    rows; a missing attack, label-mapping search, grid job or Flower setting is named, before any computation and
+    before a results file is written."""
+    from gifd.cache import REDRAW_ONLY, NotCached
+    from gifd.flower_audit import run_audit
+    from gifd.grid import load_records, make_grid, run_grid
+
+    params = {**SMALL, "indices": [0, 1], "out_dir": str(tmp_path / "a")}
+    first = run_comparison(params).results["rows"]
+    cache = tmp_path / "a" / "attacks"
+    monkeypatch.setenv(REDRAW_ONLY, "1")
+    again = run_comparison({**params, "out_dir": str(tmp_path / "b"), "cache_dir": str(cache)}).results["rows"]
+    assert [(r["psnr"], r["seconds"]) for r in again] == [(r["psnr"], r["seconds"]) for r in first]
+    (cache / next(p.name for p in cache.glob("ig-1-*.pt"))).unlink()
+    with pytest.raises(NotCached, match=r"redraw only: the ig attack on batch 1 \(indices \[1\]\) is not in the "
+                       rf"cache \({cache}/ig-1-[0-9a-f]+\.pt\)"):  # fmt: skip
+        run_comparison({**params, "out_dir": str(tmp_path / "c"), "cache_dir": str(cache)})
+    assert not (tmp_path / "c" / "results.json").exists()
+    with pytest.raises(NotCached, match=r"the label-mapping search of batch 0 \(indices \[0\]\)"):
+        run_comparison({**SMALL, "methods": ["gifd"], "label_mapping": "search", "out_dir": str(tmp_path / "m")})
+
+    calls = []
+    jobs = make_grid(["ig"], None, [0, 1], 1, budget=10, model="convnet")
+    with pytest.raises(NotCached, match=rf"2 of the 2 grid jobs \(the first: {jobs[0].key}\)"):
+        run_grid(jobs, lambda j: calls.append(j) or {}, tmp_path / "g", progress=False)
+    assert calls == [] and load_records(tmp_path / "g") == {}
+    with pytest.raises(NotCached, match=r"the Flower setting 'E=1 n=4' is not in the cache \(.*E1_n4-"):
+        run_audit({"out_dir": str(tmp_path / "f"), "methods": ["ig"], "lpips": False, "progress": False})
+    monkeypatch.setenv(REDRAW_ONLY, "0")  # "0" (or unset) computes again
+    run_grid(jobs, lambda j: calls.append(j) or {}, tmp_path / "g", progress=False)
+    assert len(calls) == 2
+
+
+def test_data_enter_keys_by_content_not_by_path(tmp_path):
+    """The same archive at two paths gives one key (a reader's copy finds the committed caches); other bytes give
+    another; a missing path keys as given (loading names it)."""
+    from gifd.keys import data_key, result_key
+
+    one, two, other = tmp_path / "a.tar.gz", tmp_path / "sub" / "b.tar.gz", tmp_path / "c.tar.gz"
+    two.parent.mkdir()
+    payload = torch.randint(0, 256, (3 << 20,), dtype=torch.uint8).numpy().tobytes()  # over 2 MiB: both ends read
+    one.write_bytes(payload)
+    two.write_bytes(payload)
+    other.write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]))  # the last byte differs
+    assert data_key(one) == data_key(two) and data_key(one).startswith("data:")
+    assert data_key(other) != data_key(one)
+    assert data_key(tmp_path / "missing.tar.gz") == str(tmp_path / "missing.tar.gz") and data_key(None) is None
+    settings = dict(dataset="cifar10", indices=[0], budget=10)
+    assert result_key({**settings, "data_root": str(one)}) == result_key({**settings, "data_root": str(two)})
+    assert result_key({**settings, "data_root": str(one)}) != result_key({**settings, "data_root": str(other)})
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "t10k.gz").write_bytes(b"123")
+    before = data_key(folder)
+    (folder / "t10k.gz").write_bytes(b"1234")  # a file of another size in a folder: other data
+    assert data_key(folder) != before
+
+
+def test_the_committed_data_roots_keep_the_keys_they_were_made_with(shared_data, tmp_path):
+    """Every data root of runs.json keys as its path string did before keys read content (so the committed caches
+    stay valid), and so does a copy of it elsewhere (here a link under another name)."""
+    from gifd.keys import KNOWN_DATA, data_key
+    from gifd.reproduce import ROOT, load_runs
+
+    runs = load_runs()["data"]
+    roots = {r["parameters"]["data_root"] for r in runs.values() if r["parameters"].get("data_root")}
+    assert roots <= set(KNOWN_DATA.values())
+    for root in sorted(roots):
+        assert data_key(ROOT / root) == root
+        link = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
+        link.symlink_to((ROOT / root).resolve())
+        assert data_key(link) == root
