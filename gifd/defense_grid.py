@@ -218,6 +218,7 @@ def undefended_rows(paths: list[str | Path], params: dict, configs: dict[str, di
         ref = json.loads(file.read_text())
         rp = ref["params"]
         from .experiment import ExperimentParams
+        from .keys import data_key
 
         defaults = ExperimentParams()
         expected = {
@@ -229,6 +230,8 @@ def undefended_rows(paths: list[str | Path], params: dict, configs: dict[str, di
             got = rp.get(key, getattr(defaults, key, None))
             if key == "indices" and isinstance(got, list) and got[: len(want or [])] == want:
                 continue  # the grid's images are the reference's first ones: same batches, same seeds
+            if key == "data_root" and data_key(got) == data_key(want):
+                continue  # the same data at another path (as in the attack cache's keys)
             if got != want:
                 raise ValueError(f"undefended_from {file}: {key!r} is {got!r}, the grid has {want!r}")
         mine = []

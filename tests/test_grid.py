@@ -134,6 +134,15 @@ def test_undefended_cells_can_come_from_a_comparison_run_with_the_same_settings(
     (tmp_path / "old" / "results.json").write_text(json.dumps(older))
     with pytest.raises(ValueError, match="'label_mapping' is None"):
         undefended_rows([tmp_path / "old"], grid, configs)
+    # the data are compared by content, as the keys do: the same archive at another path is the same data
+    made, copy, other = (tmp_path / f"{n}.tar.gz" for n in "xyz")
+    for path, payload in ((made, b"abc"), (copy, b"abc"), (other, b"abd")):
+        path.write_bytes(payload)
+    older["params"].update(label_mapping="identity", data_root=str(made))
+    (tmp_path / "old" / "results.json").write_text(json.dumps(older))
+    assert len(undefended_rows([tmp_path / "old"], {**grid, "data_root": str(copy)}, configs)[0]) == 4
+    with pytest.raises(ValueError, match="'data_root' is '.*x.tar.gz', the grid has '.*z.tar.gz'"):
+        undefended_rows([tmp_path / "old"], {**grid, "data_root": str(other)}, configs)
     with pytest.raises(ValueError, match="both in the grid"):
         defense_results(records, grid, 0.0, tmp_path / "out", (rows, sources))
     res = defense_results([], grid, 0.0, tmp_path / "out", (rows, sources))
