@@ -16,7 +16,7 @@ from gifd.reproduce import ROOT, load_runs
 from gifd.variants import compare_variants, sweep_variants
 
 #: the headline comparison, and the sweeps once their attack files are all committed
-RUNS = ["01_in_distribution_cifar10_16"]
+RUNS = ["01_in_distribution_cifar10_16", "01_k_ablation"]
 
 
 def _redraw(run: str, out_dir: Path) -> dict:

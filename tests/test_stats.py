@@ -69,7 +69,12 @@ def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_th
     assert sweep_pairs(several) == [("budget=250/gifd", "budget=250/ig", "budget=250: gifd vs ig"),
                                     ("budget=1000/gifd", "budget=1000/ig", "budget=1000: gifd vs ig")]  # fmt: skip
     one = {"params": {"variants": {"K=0": {}, "K=1": {}, "K=2": {}}, "methods": ["gifd"]}}
-    assert sweep_pairs(one) == [("K=1", "K=0", "K=1 vs K=0"), ("K=2", "K=1", "K=2 vs K=1")]
+    assert sweep_pairs(one) == [
+        ("K=1", "K=0", "K=1 vs K=0"),
+        ("K=2", "K=1", "K=2 vs K=1"),
+        ("K=2", "K=0", "K=2 vs K=0"),
+    ]
+    assert sweep_pairs({"params": {"variants": {"a": {}, "b": {}}, "methods": ["ig"]}}) == [("b", "a", "b vs a")]
     assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # no reference
 
 
