@@ -24,11 +24,15 @@ def git_commit() -> str | None:
         return None
 
 
-def git_dirty() -> bool | None:
+def git_dirty(root: Path | None = None) -> bool | None:
+    """Whether a tracked file outside ``figures/`` differs from the commit: the code, notebooks and settings that
+    made a result. Results themselves are left out, or a run that rewrites a committed figure (a redraw) would
+    call itself dirty from its own first file on."""
     try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                             capture_output=True, text=True, timeout=5, check=False)  # fmt: skip
+        root = root or Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                              ":(exclude)figures"], cwd=root, capture_output=True, text=True, timeout=5,
+                             check=False)  # fmt: skip
         return bool(out.stdout.strip()) if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -426,3 +426,28 @@ def test_the_committed_data_roots_keep_the_keys_they_were_made_with(shared_data,
         link = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}"
         link.symlink_to((ROOT / root).resolve())
         assert data_key(link) == root
+
+
+def test_a_result_rewritten_under_figures_does_not_make_the_code_dirty(tmp_path):
+    """``versions()["git_dirty"]`` says whether the code that made a result differs from its commit: a redraw that
+    rewrites committed figures stays clean, a changed source file does not."""
+    import subprocess
+
+    from gifd.provenance import git_dirty
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)  # fmt: skip
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "figures" / "results.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "figures" / "results.json").write_text('{"redrawn": true}\n')
+    (tmp_path / "new.py").write_text("")  # untracked files are not the commit's code either
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_dirty(tmp_path) is True
