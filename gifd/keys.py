@@ -18,16 +18,8 @@ import hashlib
 import json
 from dataclasses import asdict
 
-__all__ = [
-    "NOT_IN_KEY",
-    "result_key",
-    "attack_parts",
-    "attack_record",
-    "label_parts",
-    "digest",
-    "data_key",
-    "KNOWN_DATA",
-]
+__all__ = ["NOT_IN_KEY", "result_key", "attack_parts", "attack_record", "label_parts", "digest", "data_key",
+           "KNOWN_DATA"]  # fmt: skip
 
 #: parameters that never change a result: outputs, display, caching switches, and the device (like the number of
 #: threads, it changes rounding only: a result made on a GPU serves a CPU redraw of the same settings)
@@ -56,17 +48,18 @@ def data_key(data_root) -> str | None:
 
     from .data import data_fingerprint
 
+    def known(fingerprint: str) -> str:
+        return KNOWN_DATA.get(fingerprint, f"data:{fingerprint}")
+
     path = Path(data_root).expanduser()
     if not path.exists():
         return str(data_root)
-    if path.is_dir():  # a folder's fingerprint is its listing (no file is read): not worth keeping
-        fingerprint = data_fingerprint(path)
-        return KNOWN_DATA.get(fingerprint, f"data:{fingerprint}")
+    if path.is_dir():  # a folder's fingerprint is its listing (no file is read): taken afresh every time
+        return known(data_fingerprint(path))
     stat = path.stat()
     mark = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if mark not in _DATA_KEYS:
-        fingerprint = data_fingerprint(path)
-        _DATA_KEYS[mark] = KNOWN_DATA.get(fingerprint, f"data:{fingerprint}")
+        _DATA_KEYS[mark] = known(data_fingerprint(path))
     return _DATA_KEYS[mark]
 
 
