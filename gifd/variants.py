@@ -71,7 +71,7 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
             ExperimentParams.from_dict(sub)
         except (ValueError, TypeError) as err:
             raise type(err)(f"variant {name!r}: {err}") from None
-    rows, recon, data, subs = [], {}, None, {}
+    rows, recon, data, subs, attacks = [], {}, None, {}, []
     for name, overrides in variants.items():
         sub = subs_params[name]
         comp = run_comparison(sub, lpips_model=lpips_model)
@@ -82,9 +82,10 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
             return name + m[len(base.methods[0]) :] if single else f"{name}/{m}"
 
         rows += [{**r, "method": label(r["method"]), "variant": name} for r in comp.results["rows"]]
+        attacks += [{**a, "variant": name} for a in comp.results.get("attacks", [])]
         recon.update({label(m): imgs for m, imgs in comp.reconstructions.items()})
     names = list(variants) if single else [f"{v}/{m}" for v in variants for m in base.methods]
-    results = write_results(out_dir, rows, names, {**asdict(base), "variants": subs}, start)
+    results = write_results(out_dir, rows, names, {**asdict(base), "variants": subs}, start, attacks=attacks)
     return Comparison(results, data, recon, out_dir)
 
 

@@ -88,6 +88,10 @@ def test_compare_variants_merges_runs(tmp_path):
     methods = {r["method"] for r in comp.results["rows"]}
     assert {"a", "b", "b[K=0]", "b[K=3]"} <= methods
     assert (tmp_path / "results.json").is_file() and (tmp_path / "a" / "results.json").is_file()
+    # the merged results record every variant's attacks with their resolved configuration
+    assert [(a["variant"], a["method"]) for a in comp.results["attacks"]] == [("a", "gifd"), ("b", "gifd"),
+                                                                                ("a2", "gifd")]  # fmt: skip
+    assert all(a["config"]["resolved"]["last_stage"] == 3 for a in comp.results["attacks"])
 
 
 def test_the_label_mapping_notebooks_variants():
