@@ -50,22 +50,24 @@ def differences(new: dict, old: dict, tol: float = 1e-5) -> list[str]:
     return out
 
 
-def check(run: str) -> tuple[str, str]:
+def check(run: str, scratch_root: Path = ROOT / "build" / "redraw_check") -> tuple[str, str]:
+    """``("equal" | "differs" | "stops", detail)`` for the committed run ``run``, redrawn in ``scratch_root/run``."""
     spec = load_runs()["data"][run]
     committed = ROOT / spec["parameters"]["out_dir"]
-    scratch = ROOT / "build" / "redraw_check" / run
+    scratch = Path(scratch_root) / run
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(committed, scratch)
     cmd = [sys.executable, "-m", "gifd.reproduce", "figures", "--only", run, "--redraw-only", "--set",
-           f"out_dir={json.dumps(str(scratch.relative_to(ROOT)))}"]  # fmt: skip
+           f"out_dir={json.dumps(str(scratch))}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
         return "stops", last[0][:300]
-    diff = differences(json.loads((scratch / "results.json").read_text()),
-                       json.loads((committed / "results.json").read_text()))  # fmt: skip
-    return ("differs", "; ".join(diff[:3]) + (f" (and {len(diff) - 3} more)" if len(diff) > 3 else "")) if diff else (
-        "equal", f"{len(json.loads((committed / 'results.json').read_text())['rows'])} rows")  # fmt: skip
+    old = json.loads((committed / "results.json").read_text())
+    diff = differences(json.loads((scratch / "results.json").read_text()), old)
+    if diff:
+        return "differs", "; ".join(diff[:3]) + (f" (and {len(diff) - 3} more)" if len(diff) > 3 else "")
+    return "equal", f"{len(old['rows'])} rows"
 
 
 def main(argv: list[str]) -> int:
