@@ -116,6 +116,9 @@ METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS (AlexNet)"
 STRENGTH_LABELS = {"gaussian": "noise std σ", "laplacian": "noise scale b", "clipping": "clipping norm C",
                    "pruning": "share pruned p", "soteria": "share of features pruned", "dpsgd": "noise multiplier σ",
                    "quantize": "bits"}  # fmt: skip
+#: axis labels of the settings a sweep varies (:data:`gifd.variants.SWEEPABLE`), with their units
+SETTING_LABELS = {"budget": "budget (loss evaluations)", "gifd_last_stage": "K (last GIFD stage)",
+                  "local_steps": "local steps E", "batch_size": "batch size B", "restarts": "restarts R"}  # fmt: skip
 
 
 def strength_curves(results: dict, metric: str = "psnr"):
@@ -181,7 +184,7 @@ def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psn
     for attack, points in by_attack.items():
         xs = sorted(points)
         means = [sum(points[x]) / len(points[x]) for x in xs]
-        stds = [float(torch.tensor(points[x]).std()) if len(points[x]) > 1 else 0.0 for x in xs]
+        stds = [float(torch.tensor(points[x], dtype=torch.float32).std()) if len(points[x]) > 1 else 0.0 for x in xs]
         line = ax.plot(xs, means, marker="o", label=attack)[0]
         ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                         color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
@@ -191,7 +194,7 @@ def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psn
         ax.set_xscale("log")
         ax.set_xticks([float(v) for v in values], [str(v) for v in values])
         ax.minorticks_off()
-    ax.set_xlabel(setting.replace("_", " "), fontsize=8)
+    ax.set_xlabel(SETTING_LABELS.get(setting, setting.replace("_", " ")), fontsize=8)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric) if unit == "dB" else f"{metric} ({unit})", fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

@@ -78,6 +78,26 @@ def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_th
     assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # no reference
 
 
+def test_a_sweep_curve_draws_each_attacks_mean_against_the_setting_with_its_unit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from gifd.plots import SETTING_LABELS, sweep_curve
+    from gifd.variants import SWEEPABLE
+
+    rows = [{"method": f"budget={b}/{m}", "variant": f"budget={b}", "psnr": v}
+            for b, m, vals in [(250, "ig", [10, 12]), (1000, "ig", [20, 24]), (250, "gifd", [15, 17]),
+                               (1000, "gifd", [25, 27])]
+            for v in vals]  # fmt: skip
+    fig = sweep_curve({"params": {"methods": ["ig", "gifd"]}, "rows": rows}, "budget", [250, 1000])
+    ax = fig.axes[0]
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    assert lines == {"ig": ([250.0, 1000.0], [11.0, 22.0]), "gifd": ([250.0, 1000.0], [16.0, 26.0])}
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "budget (loss evaluations)"
+    assert ax.get_ylabel() == "PSNR (dB)"
+    assert set(SWEEPABLE) <= set(SETTING_LABELS)  # every setting a sweep can vary has its axis label
+
+
 def test_the_dpsgd_table_and_panel_show_each_noise_multipliers_epsilon():
     import matplotlib
 
