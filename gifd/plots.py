@@ -192,8 +192,8 @@ def sweep_curve(results: dict, setting: str, values: list, *, metric: str = "psn
             ax.scatter([x] * len(points[x]), points[x], color=line.get_color(), alpha=0.25, s=8, lw=0)
     if log_x:
         ax.set_xscale("log")
-        ax.set_xticks([float(v) for v in values], [str(v) for v in values])
-        ax.minorticks_off()
+    ax.set_xticks([float(v) for v in values], [str(v) for v in values])  # the swept values, nothing between
+    ax.minorticks_off()
     ax.set_xlabel(SETTING_LABELS.get(setting, setting.replace("_", " ")), fontsize=8)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric) if unit == "dB" else f"{metric} ({unit})", fontsize=8)
     ax.legend(fontsize=7)

@@ -94,7 +94,9 @@ def test_a_sweep_curve_draws_each_attacks_mean_against_the_setting_with_its_unit
     lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
     assert lines == {"ig": ([250.0, 1000.0], [11.0, 22.0]), "gifd": ([250.0, 1000.0], [16.0, 26.0])}
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "budget (loss evaluations)"
-    assert ax.get_ylabel() == "PSNR (dB)"
+    assert ax.get_ylabel() == "PSNR (dB)" and [t.get_text() for t in ax.get_xticklabels()] == ["250", "1000"]
+    linear = sweep_curve({"params": {"methods": ["ig", "gifd"]}, "rows": rows}, "budget", [250, 1000], log_x=False)
+    assert linear.axes[0].get_xscale() == "linear" and list(linear.axes[0].get_xticks()) == [250.0, 1000.0]
     assert set(SWEEPABLE) <= set(SETTING_LABELS)  # every setting a sweep can vary has its axis label
 
 
