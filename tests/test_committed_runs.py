@@ -15,8 +15,8 @@ spec = importlib.util.spec_from_file_location("check_redraws", ROOT / "tools" / 
 check_redraws = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_redraws)
 
-#: the headline comparison, and the sweeps once their attack files are all committed
-RUNS = ["01_in_distribution_cifar10_16", "01_k_ablation"]
+#: the headline comparison and the two sweeps (the K ablation and the budget curve)
+RUNS = ["01_in_distribution_cifar10_16", "01_k_ablation", "01_budget_curve"]
 
 
 @pytest.mark.parametrize("run", RUNS)
