@@ -6,7 +6,7 @@
 #   DEVICE=cpu SMOKE=1 OUT=build/gpu_check bash tools/gpu_check.sh run    # the same script here, tiny budgets
 #
 # run: (1) the device-sensitive tests on the device, (2) python -m gifd.bench there (batched restarts and images
-# against sequential chains), (3) the most valuable pending figure run, FIGURE (default 01_budget_curve), at its
+# against sequential chains), (3) the most valuable pending figure run, FIGURE (default 05_fedavg_cifar10), at its
 # runs.json budget, packed as $OUT/<figure>.tar.gz: unpack it in the repository root and run
 # `python -m gifd.reproduce figures --only <figure>` here to draw it from the cache. Each step has its own time
 # limit, so a slow step never takes the others' time; the figure run stops at its limit and returns what it
@@ -17,7 +17,7 @@ ROOT=$(pwd)
 MODE=${1:-run}
 DEVICE=${DEVICE:-cuda}
 SMOKE=${SMOKE:-0}
-FIGURE=${FIGURE:-01_budget_curve}
+FIGURE=${FIGURE:-05_fedavg_cifar10}
 OUT=${OUT:-build/gpu_check}
 PY=${PY:-python3}
 SHARED=../shared/gifd_data
@@ -27,18 +27,27 @@ TINY=tinyimagenet_rangeetpan/tiny_imagenet_val_wnids_words.tar.gz
 if [ "$MODE" = prepare ]; then
     grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
     rm -rf .device && mkdir -p .device/whl .device/shared/cifar10_yoongikim .device/shared/tinyimagenet_rangeetpan
-    # the CIFAR-10 test split only (3 MB), under the archive's name: attack-cache keys name the data_root
-    tmp=$(mktemp -d)
-    tar xzf "$SHARED/$CIFAR" -C "$tmp" test
-    tar czf ".device/shared/$CIFAR" -C "$tmp" test
-    rm -rf "$tmp"
-    cp "$SHARED/$TINY" ".device/shared/$TINY"
+    # the archives themselves (not a subset): attack-cache keys name a data root by its content (gifd.keys.data_key)
+    cp "$SHARED/$CIFAR" ".device/shared/$CIFAR"
+    [ "${WITH_TINY:-0}" = 1 ] && cp "$SHARED/$TINY" ".device/shared/$TINY"  # only the 64x64 figures need it
     # the pure-Python wheel the device's Python 3.12 does not have (CMA-ES for GGL) and the converted LPIPS weights
     ${PIP:-.venv/bin/pip} download -q --no-deps --only-binary=:all: --python-version 3.12 -d .device/whl cma==4.5.0
     mkdir -p .device/cache/lpips
     .venv/bin/python -c 'from gifd.perceptual import load_lpips; load_lpips("alex")'
     cp "${GIFD_CACHE:-$HOME/.cache/gifd}/lpips/alex.safetensors" .device/cache/lpips/
     du -sh .device
+    # what the device tool sends: tracked and untracked-not-ignored files plus the carried .device, at most 64 MiB
+    git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c '%s %n' 2> /dev/null | sort -rn \
+        > build/device_payload.txt
+    tree=$(awk '{s += $1} END {print s}' build/device_payload.txt)
+    carried=$(du -sb .device | cut -f1)
+    total=$(( (tree + carried) / 1048576 ))
+    echo "payload: working tree $(( tree / 1048576 )) MiB + .device $(( carried / 1048576 )) MiB = $total MiB (limit 64)"
+    if [ "$total" -ge 64 ]; then
+        echo "error: the device tool would refuse this call ($total MiB > 64 MiB); largest files:" >&2
+        head -5 build/device_payload.txt >&2
+        exit 1
+    fi
     exit 0
 fi
 
@@ -55,7 +64,8 @@ if [ ! -e "$SHARED" ] && [ -d .device/shared ]; then
     mkdir -p ../shared && ln -sfn "$ROOT/.device/shared" "$SHARED" || log "cannot place the data at $SHARED"
 fi
 export PYTHONUNBUFFERED=1
-[ -d .device/cache ] && export GIFD_CACHE="$ROOT/.device/cache"
+# the carried cache (LPIPS weights) on the device; a CPU smoke run keeps its extractions out of .device (carried)
+[ -d .device/cache ] && [ "$SMOKE" != 1 ] && export GIFD_CACHE="$ROOT/.device/cache"
 { nvidia-smi 2> /dev/null || true; $PY -c 'import torch; print(torch.__version__, torch.cuda.is_available())'; } \
     > "$OUT/device.txt" 2>&1
 log "device $DEVICE, smoke $SMOKE, figure $FIGURE"
