@@ -24,6 +24,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,10 +81,15 @@ def tune(method: str, data: str, indices: list[int], budget: int, out: Path, gen
 
     def run(name: str, overrides: dict) -> float:
         path = out / name / "results.json"
-        before = path.read_text() if path.exists() else None
-        res = run_comparison({**base, "out_dir": str(out / name), "attack_config": {method: overrides}}).results
-        if before is not None and unchanged(json.loads(before), res):
-            path.write_text(before)  # a resumed tuning redraws from the cache: keep the run's own record and timing
+        config = {**base, "out_dir": str(out / name), "attack_config": {method: overrides}}
+        if not path.exists():
+            res = run_comparison(config).results
+        else:  # a resumed tuning: redraw from the cache in a scratch folder, so that the configuration's own record
+            # (commit, seconds) stays untouched when the redraw reproduces it, and is rewritten when it does not
+            with tempfile.TemporaryDirectory() as scratch:
+                res = run_comparison({**config, "out_dir": scratch, "cache_dir": str(out / name / "attacks")}).results
+            if not unchanged(json.loads(path.read_text()), res):
+                res = run_comparison(config).results  # from the cache the scratch run filled: seconds
         configs[name] = overrides
         mine = [r for r in res["rows"] if r["method"] == method]
         rows.extend({**r, "method": name, "config": overrides} for r in mine)
