@@ -338,8 +338,11 @@ def provenance(notebook: str, params: dict | ExperimentParams) -> dict:
     return {"notebook": notebook, "parameters": p, "git_commit": git_commit()}
 
 
-def save_comparison(comparison: Comparison, notebook: str, title: str | None = None):
-    """Write ``reconstructions.png`` and ``table.md`` beside ``results.json``; return (figure, table)."""
+def save_comparison(comparison: Comparison, notebook: str, title: str | None = None,
+                    pairs: list[tuple[str, str, str]] | None = None):  # fmt: skip
+    """Write ``reconstructions.png`` and ``table.md`` beside ``results.json``; return (figure, table). ``pairs``:
+    paired comparisons ``(a, b, label)`` added under the table (:func:`gifd.stats.pairs_table`, e.g. a sweep's
+    :func:`gifd.variants.sweep_pairs`)."""
     from .plots import reconstruction_grid, results_table, save_figure
 
     res = comparison.results
@@ -357,6 +360,10 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
         from .stats import paired_sections
 
         table += paired_sections(res, "gifd")
+    if pairs:
+        from .stats import pairs_table
+
+        table += "\n\nPaired per image (PSNR):\n\n" + pairs_table(res, pairs, "comparison")
     (comparison.out_dir / "table.md").write_text(
         f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
     )

@@ -92,15 +92,16 @@ def compare_variants(params: dict, variants: dict[str, dict], *, lpips_model=Non
 def sweep_pairs(results: dict, reference: str = "gifd") -> list[tuple[str, str, str]]:
     """The paired comparisons of a :func:`compare_variants` run, as ``(a, b, label)`` for
     :func:`gifd.stats.pairs_table`: with several methods, ``reference`` against each other method within each
-    variant (does its lead grow or shrink along the sweep?); with one method, each variant against the one
-    before it (what each step of the setting adds) and, over three or more variants, the last against the first
-    (what all the steps add together)."""
+    variant (does its lead grow or shrink along the sweep?), then each method in every later variant against
+    itself in the first (what the setting costs or buys each attack: batch sizes, budgets); with one method, each
+    variant against the one before it (what each step of the setting adds) and, over three or more variants, the
+    last against the first (what all the steps add together)."""
     names = list(results["params"]["variants"])
     methods = results["params"]["methods"]
     if len(methods) == 1:
         steps = [(b, a, f"{b} vs {a}") for a, b in zip(names, names[1:])]
         return steps + ([(names[-1], names[0], f"{names[-1]} vs {names[0]}")] if len(names) > 2 else [])
-    if reference not in methods:
-        return []
-    return [(f"{v}/{reference}", f"{v}/{m}", f"{v}: {reference} vs {m}") for v in names for m in methods
-            if m != reference]  # fmt: skip
+    within = [(f"{v}/{reference}", f"{v}/{m}", f"{v}: {reference} vs {m}") for v in names for m in methods
+              if m != reference] if reference in methods else []  # fmt: skip
+    along = [(f"{v}/{m}", f"{names[0]}/{m}", f"{m}: {v} vs {names[0]}") for m in methods for v in names[1:]]
+    return within + along

@@ -66,8 +66,16 @@ def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_th
     from gifd.variants import sweep_pairs
 
     several = {"params": {"variants": {"budget=250": {}, "budget=1000": {}}, "methods": ["ig", "gifd"]}}
-    assert sweep_pairs(several) == [("budget=250/gifd", "budget=250/ig", "budget=250: gifd vs ig"),
-                                    ("budget=1000/gifd", "budget=1000/ig", "budget=1000: gifd vs ig")]  # fmt: skip
+    assert sweep_pairs(several) == [
+        ("budget=250/gifd", "budget=250/ig", "budget=250: gifd vs ig"),
+        ("budget=1000/gifd", "budget=1000/ig", "budget=1000: gifd vs ig"),
+        ("budget=1000/ig", "budget=250/ig", "ig: budget=1000 vs budget=250"),
+        ("budget=1000/gifd", "budget=250/gifd", "gifd: budget=1000 vs budget=250"),
+    ]
+    three = {"params": {"variants": {"B=1": {}, "B=4": {}, "B=8": {}}, "methods": ["ig", "gias"]}}  # no reference
+    assert sweep_pairs(three) == [("B=4/ig", "B=1/ig", "ig: B=4 vs B=1"), ("B=8/ig", "B=1/ig", "ig: B=8 vs B=1"),
+                                  ("B=4/gias", "B=1/gias", "gias: B=4 vs B=1"),
+                                  ("B=8/gias", "B=1/gias", "gias: B=8 vs B=1")]  # fmt: skip
     one = {"params": {"variants": {"K=0": {}, "K=1": {}, "K=2": {}}, "methods": ["gifd"]}}
     assert sweep_pairs(one) == [
         ("K=1", "K=0", "K=1 vs K=0"),
@@ -75,7 +83,7 @@ def test_a_sweep_pairs_the_reference_within_each_variant_or_each_variant_with_th
         ("K=2", "K=0", "K=2 vs K=0"),
     ]
     assert sweep_pairs({"params": {"variants": {"a": {}, "b": {}}, "methods": ["ig"]}}) == [("b", "a", "b vs a")]
-    assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # no reference
+    assert sweep_pairs({"params": {"variants": {"a": {}}, "methods": ["ig", "gi"]}}) == []  # one variant, no reference
 
 
 def test_a_sweep_curve_draws_each_attacks_mean_against_the_setting_with_its_unit():
