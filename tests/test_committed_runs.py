@@ -15,8 +15,8 @@ spec = importlib.util.spec_from_file_location("check_redraws", ROOT / "tools" / 
 check_redraws = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_redraws)
 
-#: the headline comparison and the two sweeps (the K ablation and the budget curve)
-RUNS = ["01_in_distribution_cifar10_16", "01_k_ablation", "01_budget_curve"]
+#: the headline comparison, the two sweeps (the K ablation and the budget curve) and the batch sizes
+RUNS = ["01_in_distribution_cifar10_16", "01_k_ablation", "01_budget_curve", "05_batch_size_cifar10"]
 
 
 @pytest.mark.parametrize("run", RUNS)
