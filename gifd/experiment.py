@@ -338,12 +338,28 @@ def provenance(notebook: str, params: dict | ExperimentParams) -> dict:
     return {"notebook": notebook, "parameters": p, "git_commit": git_commit()}
 
 
+def write_table(res: dict, out_dir: Path, notebook: str, pairs: list[tuple[str, str, str]] | None = None) -> str:
+    """Write ``table.md`` for a run's ``results.json`` content and return it: the results table, the paired sections
+    against GIFD when ``res`` has them, and ``pairs`` (comparisons ``(a, b, label)``, :func:`gifd.stats.pairs_table`,
+    e.g. a sweep's :func:`gifd.variants.sweep_pairs`)."""
+    from .plots import results_table
+    from .stats import paired_sections, pairs_table
+
+    table = results_table(res)
+    if "paired" in res:
+        table += paired_sections(res, "gifd")
+    if pairs:
+        table += "\n\nPaired per image (PSNR):\n\n" + pairs_table(res, pairs, "comparison")
+    header = f"<!-- made by notebooks/{notebook}; parameters in results.json -->"
+    (Path(out_dir) / "table.md").write_text(f"{header}\n{table}\n")
+    return table
+
+
 def save_comparison(comparison: Comparison, notebook: str, title: str | None = None,
                     pairs: list[tuple[str, str, str]] | None = None):  # fmt: skip
-    """Write ``reconstructions.png`` and ``table.md`` beside ``results.json``; return (figure, table). ``pairs``:
-    paired comparisons ``(a, b, label)`` added under the table (:func:`gifd.stats.pairs_table`, e.g. a sweep's
-    :func:`gifd.variants.sweep_pairs`)."""
-    from .plots import reconstruction_grid, results_table, save_figure
+    """Write ``reconstructions.png`` and ``table.md`` (:func:`write_table`, with ``pairs``) beside ``results.json``;
+    return (figure, table)."""
+    from .plots import reconstruction_grid, save_figure
 
     res = comparison.results
     captions = {}
@@ -355,16 +371,5 @@ def save_comparison(comparison: Comparison, notebook: str, title: str | None = N
         comparison.data.images, comparison.reconstructions, captions=captions, column_titles=titles, title=title
     )
     save_figure(fig, comparison.out_dir / "reconstructions.png", provenance(notebook, res["params"]))
-    table = results_table(res)
-    if "paired" in res:
-        from .stats import paired_sections
-
-        table += paired_sections(res, "gifd")
-    if pairs:
-        from .stats import pairs_table
-
-        table += "\n\nPaired per image (PSNR):\n\n" + pairs_table(res, pairs, "comparison")
-    (comparison.out_dir / "table.md").write_text(
-        f"<!-- made by notebooks/{notebook}; parameters in results.json -->\n{table}\n"
-    )
+    table = write_table(res, comparison.out_dir, notebook, pairs)
     return fig, table

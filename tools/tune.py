@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import tempfile
@@ -62,11 +63,24 @@ def settings(params: dict) -> str:
     return result_key(asdict(ExperimentParams(**params)))
 
 
+def close(a, b, rel: float = 1e-5) -> bool:
+    """``a == b`` up to floating-point noise: numbers within ``rel`` of each other (LPIPS and logit MSE redrawn on
+    another CPU move at about 1e-7), everything else exactly."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+        return numbers and math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+    return a == b
+
+
 def unchanged(before: dict, after: dict) -> bool:
     """Whether a configuration's rerun reproduced its recorded run: same settings, attacks and rows (a redraw
-    from the attack cache), so the first record, with its commit and its seconds, stands."""
+    from the attack cache, up to float noise), so the first record, with its commit and its seconds, stands."""
     return settings(before["params"]) == settings(after["params"]) and all(
-        before.get(k) == after.get(k) for k in ("attacks", "rows"))  # fmt: skip
+        close(before.get(k), after.get(k)) for k in ("attacks", "rows"))  # fmt: skip
 
 
 def tune(method: str, data: str, indices: list[int], budget: int, out: Path, generator: str, command: str,
@@ -110,7 +124,14 @@ def tune(method: str, data: str, indices: list[int], budget: int, out: Path, gen
                "rows": rows, "mean": mean, "std": std, "configs": configs, "winner": winner,
                "winner_config": configs[winner], "command": command, "versions": versions(),
                "timing": {"total_seconds": time.perf_counter() - start}}  # fmt: skip
-    write_json(out / "results.json", results)
+    kept = out / "results.json"
+    if kept.exists():  # a resumed tuning that reproduced every record keeps the first summary (commit, seconds)
+        old = json.loads(kept.read_text())
+        drop = ("versions", "timing")
+        if close({k: v for k, v in old.items() if k not in drop},
+                 json.loads(json.dumps({k: v for k, v in results.items() if k not in drop}))):  # fmt: skip
+            results = old
+    write_json(kept, results)
     split = "training" if base["split"] == "train" else base["split"]
     victim = MODELS.get(base.get("model", "resnet18"), base.get("model"))
     lines = [f"<!-- made by `{command}` -->",
