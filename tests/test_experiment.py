@@ -109,6 +109,33 @@ def test_runs_on_the_same_images_merge_into_one_table_and_others_do_not(tmp_path
     assert [s["methods"] for s in merged["sources"]] == [["ig"], ["dlg"]]
     assert "| dlg | 1 |" in (tmp_path / "ab.md").read_text()
 
+    main(["table", str(tmp_path / "a"), f"{tmp_path / 'b'}:ig=ig/b", "--out", str(tmp_path / "renamed.md")])
+    renamed = json.loads((tmp_path / "renamed.json").read_text())  # the same attack from two runs, side by side
+    assert list(renamed["mean"]) == ["ig", "dlg", "ig/b"] and len(renamed["rows"]) == 3
+    assert [s["methods"] for s in renamed["sources"]] == [["ig"], ["dlg", "ig/b"]]
+    with pytest.raises(SystemExit, match="has no method 'gifd' to rename"):
+        main(["table", str(tmp_path / "a"), f"{tmp_path / 'b'}:gifd=x"])
+
     run_comparison({**base, "methods": ["ig"], "seed": 5, "out_dir": str(tmp_path / "c")})
     with pytest.raises(SystemExit, match="differs .* in 'seed': 5 vs 123"):
         main(["table", str(tmp_path / "a"), str(tmp_path / "c")])
+
+
+def test_a_renamed_gifd_run_pairs_with_the_other_priors_gifd_image_by_image(tmp_path):
+    from gifd.merge import merge_results
+
+    def run(name, psnrs):
+        rows = [{"method": m, "image": i, "psnr": p, "ssim": 0.0, "lpips": None, "label_acc": 1.0, "seconds": 1.0}
+                for i, p in enumerate(psnrs) for m in ("gifd", "gifd[K=0]")]  # fmt: skip
+        mean = {m: {} for m in ("gifd", "gifd[K=0]")}
+        params = {"dataset": "tinyimagenet", "indices": [0, 1, 2]}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"rows": rows, "mean": mean, "params": params, "versions": {"git_commit": name}}))  # fmt: skip
+
+    run("own_prior", [20.0, 21.0, 22.0])
+    run("cifar_prior", [18.0, 20.5, 23.0])
+    merged = merge_results([tmp_path / "own_prior", f"{tmp_path / 'cifar_prior'}:gifd=gifd/cifar"])
+    assert list(merged["mean"]) == ["gifd", "gifd[K=0]", "gifd/cifar", "gifd/cifar[K=0]"]
+    paired = merged["paired"]["gifd/cifar"]
+    assert paired["mean"] == pytest.approx(0.5) and paired["wins"] == 2 and paired["n"] == 3
