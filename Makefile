@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 setup: $(STAMP)
 
 figures: $(STAMP)
-	$(BIN)/python -m gifd.reproduce figures
+	$(BIN)/python -m gifd.reproduce figures --committed
 
 test: $(STAMP)
 	$(BIN)/python -m gifd.reproduce nbval-prepare build/nbval

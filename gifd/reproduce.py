@@ -1,6 +1,7 @@
 """One-command reproduction: run the notebooks headlessly with papermill.
 
-    python -m gifd.reproduce figures                 # every figure on the embedded default (make figures)
+    python -m gifd.reproduce figures                 # every figure on the embedded default
+    python -m gifd.reproduce figures --committed     # then every committed data run redrawn (make figures)
     python -m gifd.reproduce figures --only 01_in_distribution_cifar10 --set data_root=/path/to/cifar
     python -m gifd.reproduce figures --set budget=4000 --set device=cuda   # paper-scale reruns
     python -m gifd.reproduce figures --only 01_k_ablation --redraw-only   # from the committed cache, or an error
@@ -56,8 +57,6 @@ def check_parameters(notebook: str, params: dict, run: str = "") -> None:
 
 
 def run_figures(only: list[str] | None, overrides: dict, include_data: bool = False) -> None:
-    import papermill as pm
-
     runs = load_runs()
     table = dict(runs["figures"])
     if include_data or only:
@@ -68,23 +67,70 @@ def run_figures(only: list[str] | None, overrides: dict, include_data: bool = Fa
         raise SystemExit(f"unknown run {unknown[0]!r}; known: {sorted(table)}")
     for name in names:  # every parameter is checked against its notebook before the first run starts
         check_parameters(table[name]["notebook"], {**table[name]["parameters"], **overrides}, name)
+    for name in names:
+        _execute(name, table[name], overrides)
+
+
+def committed_runs() -> list[str]:
+    """The data runs of ``notebooks/runs.json`` whose ``results.json`` is committed (tracked by git), in order."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True)
+    tracked = set(listed.stdout.split())
+    return [name for name, spec in load_runs()["data"].items()
+            if f"{spec['parameters'].get('out_dir')}/results.json" in tracked]  # fmt: skip
+
+
+def redraw_committed() -> tuple[list[str], list[str]]:
+    """Redraw every committed data run from its committed caches (redraw-only: nothing is computed). A run whose
+    data is not here (``data_root``, e.g. ``../shared`` on a reader's machine) is skipped, and one whose cache lacks
+    an attack (made by an older revision) or fails otherwise is reported, each in one line; returns (redrawn, not
+    redrawn)."""
+    import papermill as pm
+
+    runs = load_runs()["data"]
+    done, left = [], []
+    os.environ[REDRAW_ONLY] = "1"  # the notebooks' kernels inherit it (gifd.cache.refuse_if_redraw_only)
+    try:
+        for name in committed_runs():
+            root = runs[name]["parameters"].get("data_root")
+            if root and not (ROOT / root).exists():
+                print(f"[gifd] {name}: skipped, its data {root} is not here", flush=True)
+                left.append(name)
+                continue
+            try:
+                _execute(name, runs[name], {})
+                done.append(name)
+            except SystemExit as err:  # NotCached: the message names the missing result
+                print(f"[gifd] {name}: not redrawn: {err}", flush=True)
+                left.append(name)
+            except pm.PapermillExecutionError as err:  # any other error of the notebook, in one line
+                print(f"[gifd] {name}: not redrawn: {err.ename}: {err.evalue}", flush=True)
+                left.append(name)
+    finally:
+        os.environ.pop(REDRAW_ONLY, None)
+    print(f"[gifd] committed data runs: {len(done)} redrawn, {len(left)} not ({', '.join(left) or 'none'})")
+    return done, left
+
+
+def _execute(name: str, spec: dict, overrides: dict) -> None:
+    import papermill as pm
+
     executed = ROOT / "build" / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        spec = table[name]
-        params = {**spec["parameters"], **overrides}
-        start = time.perf_counter()
-        print(f"[gifd] {name}: {spec['notebook']} with {json.dumps(params)}", flush=True)
-        try:
-            pm.execute_notebook(
-                str(NOTEBOOKS / spec["notebook"]), str(executed / f"{name}.ipynb"), parameters=params, cwd=str(ROOT),
-                progress_bar=False,
-            )  # fmt: skip
-        except pm.PapermillExecutionError as err:
-            if err.ename == "NotCached":  # one line, not the kernel's traceback: the message names the result
-                raise SystemExit(f"error: {name}: {err.evalue}") from None
-            raise
-        print(f"[gifd] {name}: done in {time.perf_counter() - start:.0f} s -> {params.get('out_dir')}", flush=True)
+    params = {**spec["parameters"], **overrides}
+    start = time.perf_counter()
+    print(f"[gifd] {name}: {spec['notebook']} with {json.dumps(params)}", flush=True)
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOKS / spec["notebook"]), str(executed / f"{name}.ipynb"), parameters=params, cwd=str(ROOT),
+            progress_bar=False,
+        )  # fmt: skip
+    except pm.PapermillExecutionError as err:
+        if err.ename == "NotCached":  # one line, not the kernel's traceback: the message names the result
+            raise SystemExit(f"error: {name}: {err.evalue}") from None
+        raise
+    print(f"[gifd] {name}: done in {time.perf_counter() - start:.0f} s -> {params.get('out_dir')}", flush=True)
 
 
 def nbval_prepare(dest: Path) -> None:
@@ -148,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     fig.add_argument("--set", action="append", default=[], help="override a parameter: KEY=JSON_VALUE")
     fig.add_argument("--all", action="store_true", help="also the runs that need a data set")
     fig.add_argument(
+        "--committed",
+        action="store_true",
+        help="then redraw every committed data run from its cache (redraw-only; skipped where its data is not here)",
+    )
+    fig.add_argument(
         "--redraw-only",
         action="store_true",
         help="draw from the committed caches only: a result missing there is an error, never computed",
@@ -163,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.redraw_only:  # the notebooks' kernels inherit it (gifd.cache.refuse_if_redraw_only)
             os.environ[REDRAW_ONLY] = "1"
         run_figures(args.only, _parse_sets(args.set), include_data=args.all)
+        if args.committed:
+            redraw_committed()
     elif args.cmd == "strip":
         strip_outputs()
     elif args.cmd == "table":

@@ -451,3 +451,47 @@ def test_a_result_rewritten_under_figures_does_not_make_the_code_dirty(tmp_path)
     assert git_dirty(tmp_path) is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_dirty(tmp_path) is True
+
+
+def test_make_figures_redraws_every_committed_run_it_can_and_names_the_others(tmp_path, monkeypatch, capsys):
+    """``reproduce figures --committed``: each committed data run redrawn redraw-only; one whose data is not on
+    this machine is skipped, one whose cache lacks an attack is named, and neither stops the others."""
+    import os
+
+    import papermill
+
+    from gifd import reproduce
+    from gifd.cache import REDRAW_ONLY
+
+    (tmp_path / "data").mkdir()
+    runs = {name: {"notebook": "x.ipynb", "parameters": {"data_root": str(root)}} for name, root in
+            [("here", tmp_path / "data"), ("elsewhere", tmp_path / "missing"), ("old", tmp_path / "data"),
+             ("broken", tmp_path / "data"), ("last", tmp_path / "data")]}  # fmt: skip
+    monkeypatch.setattr(reproduce, "load_runs", lambda: {"data": runs})
+    monkeypatch.setattr(reproduce, "committed_runs", lambda: list(runs))
+    seen = []
+
+    def execute(name, spec, overrides):
+        seen.append((name, os.environ.get(REDRAW_ONLY)))
+        if name == "old":
+            raise SystemExit("error: old: no cached gifd attack at figures/old/attacks/gifd-0-abc.pt")
+        if name == "broken":
+            raise papermill.PapermillExecutionError(3, 3, "plan()", "ValueError", "undefended_from x: rerun it", [])
+
+    monkeypatch.setattr(reproduce, "_execute", execute)
+    done, left = reproduce.redraw_committed()
+    assert done == ["here", "last"] and left == ["elsewhere", "old", "broken"]
+    assert seen == [(name, "1") for name in ("here", "old", "broken", "last")]
+    out = capsys.readouterr().out
+    assert "elsewhere: skipped, its data" in out and "old: not redrawn: error: old: no cached gifd attack" in out
+    assert "broken: not redrawn: ValueError: undefended_from x: rerun it" in out
+    assert REDRAW_ONLY not in os.environ  # later runs of the same process compute again
+
+
+def test_committed_runs_are_the_data_runs_with_a_tracked_results_file():
+    from gifd.reproduce import ROOT, committed_runs, load_runs
+
+    data = load_runs()["data"]
+    runs = committed_runs()
+    assert "01_in_distribution_cifar10_16" in runs and set(runs) <= set(data)
+    assert all((ROOT / data[r]["parameters"]["out_dir"] / "results.json").is_file() for r in runs)

@@ -25,16 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gifd.reproduce import load_runs  # noqa: E402
+from gifd.reproduce import committed_runs, load_runs  # noqa: E402
 
 METRICS = ("psnr", "ssim", "lpips", "label_acc")
-
-
-def committed_runs() -> list[str]:
-    tracked = set(subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True,
-                                 check=True).stdout.split())  # fmt: skip
-    return [name for name, spec in load_runs()["data"].items()
-            if f"{spec['parameters'].get('out_dir')}/results.json" in tracked]  # fmt: skip
 
 
 def differences(new: dict, old: dict, tol: float = 1e-5) -> list[str]:
