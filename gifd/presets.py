@@ -29,6 +29,7 @@ TUNED: dict[str, dict] = {
     "gias@dcgan64": {"restarts": 4, "weight_lr": 1e-3},  # figures/tuning_gias_dcgan64/table.md: 16.65 dB (R=4: 16.36)
     "gifd@dcgan64": {"restarts": 2, "lr": 0.03},  # figures/tuning_gifd_dcgan64/table.md: 17.68 dB (R=4: 15.97)
     "ggl@dcgan64": {"restarts": 4, "sigma0": 0.25},  # figures/tuning_ggl_dcgan64/table.md: 14.53 dB (R=4: 13.96)
+    "ig@tinyimagenet": {"restarts": 1, "total_variation": 1e-3},  # figures/tuning_ig_tinyimagenet/table.md: 18.01 dB
     "gi": {"restarts": 1, "bn_statistics": 0.0},  # figures/tuning_gi/table.md: 16.27 dB (paper's R=4: 9.64)
 }
 
