@@ -72,17 +72,23 @@ def run_figures(only: list[str] | None, overrides: dict, include_data: bool = Fa
 
 
 def committed_runs() -> list[str]:
-    """The data runs of ``notebooks/runs.json`` whose ``results.json`` is committed (tracked by git), in order."""
+    """The data runs of ``notebooks/runs.json`` whose ``results.json`` is committed (tracked by git), in order;
+    outside a git checkout (an image without git), those whose ``results.json`` is there."""
     import subprocess
 
-    listed = subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True)
+    data = load_runs()["data"]
+    files = {name: f"{spec['parameters'].get('out_dir')}/results.json" for name, spec in data.items()}
+    try:
+        listed = subprocess.run(["git", "ls-files", "figures"], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return [name for name, file in files.items() if (ROOT / file).is_file()]
     tracked = set(listed.stdout.split())
-    return [name for name, spec in load_runs()["data"].items()
-            if f"{spec['parameters'].get('out_dir')}/results.json" in tracked]  # fmt: skip
+    return [name for name, file in files.items() if file in tracked]
 
 
 def redraw_committed() -> tuple[list[str], list[str]]:
-    """Redraw every committed data run from its committed caches (redraw-only: nothing is computed). A run whose
+    """Redraw every committed data run from its committed caches (redraw-only: no attack is computed; the prior
+    figures recompute their projections, a minute or two). A run whose
     data is not here (``data_root``, e.g. ``../shared`` on a reader's machine) is skipped, and one whose cache lacks
     an attack (made by an older revision) or fails otherwise is reported, each in one line; returns (redrawn, not
     redrawn)."""

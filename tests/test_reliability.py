@@ -495,3 +495,18 @@ def test_committed_runs_are_the_data_runs_with_a_tracked_results_file():
     runs = committed_runs()
     assert "01_in_distribution_cifar10_16" in runs and set(runs) <= set(data)
     assert all((ROOT / data[r]["parameters"]["out_dir"] / "results.json").is_file() for r in runs)
+
+
+def test_committed_runs_without_git_are_those_with_results_on_disk(monkeypatch):
+    import subprocess
+
+    from gifd import reproduce
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    runs = reproduce.committed_runs()
+    assert "01_in_distribution_cifar10_16" in runs
+    data = reproduce.load_runs()["data"]
+    assert all((reproduce.ROOT / data[r]["parameters"]["out_dir"] / "results.json").is_file() for r in runs)
